@@ -1,0 +1,51 @@
+# docpost: the two commands of the README, and what they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.8
+DEB_PACKAGES := poppler-utils
+
+.PHONY: demo ui test test-fast bench lock debs clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests use (pdftoppm, pdftotext for the rendering tests).
+debs:
+	@command -v pdftoppm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); fi; }
+
+## The main job on embedded defaults.
+demo: $(STAMP)
+	$(BIN)/docpost demo
+
+## The main job with Airflow's UI left running for an operator.
+ui: $(STAMP)
+	$(BIN)/docpost demo --ui
+
+## The whole test suite (unit, integration, DAG tests): what CI runs.
+test: $(STAMP) debs
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## Unit tests only (no services).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## Re-resolve the lock file after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .docpost build *.egg-info plugins/*.egg-info

@@ -1,0 +1,1 @@
+"""docpost: letters from case systems to Danish Digital Post or print."""
