@@ -1,0 +1,119 @@
+"""docpost_nightly: collect the night's letters from S3 and carry them to Digital Post or print.
+
+Thin by design: every task is one call into ``docpost.pipeline``; XCom carries chunk ids and
+counts only. A run for night D (the data interval's start, Europe/Copenhagen) collects READY
+submissions under ``inbox/*/D/*`` (and sweeps up late drops of the days before), splits the
+outstanding messages into chunks and runs validate -> stamp -> render -> deliver per chunk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import Param, dag, task, task_group
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+TIMEZONE = "Europe/Copenhagen"
+DELIVERY_POOL = "docpost_sf1601"
+
+
+def _night(context) -> str:
+    """The night this run handles: the ``night`` param, else the data interval's start date."""
+    override = (context["params"] or {}).get("night")
+    if override:
+        return str(override)
+    start = context["data_interval_start"] or context["logical_date"]
+    return pendulum.instance(start).in_timezone(TIMEZONE).date().isoformat()
+
+
+def _actor(context) -> str:
+    return f"dag:{context['dag'].dag_id}/{context['run_id']}"
+
+
+@dag(
+    dag_id="docpost_nightly",
+    description="Collect letters from S3, validate, stamp, render and deliver them",
+    schedule=CronDataIntervalTimetable("0 1 * * *", timezone=TIMEZONE),
+    start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    tags=["docpost"],
+    default_args={
+        "owner": "docpost",
+        "retries": 3,
+        "retry_delay": dt.timedelta(seconds=20),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(minutes=15),
+    },
+    params={
+        "night": Param(
+            None, type=["null", "string"], format="date",
+            description="Night to process (YYYY-MM-DD); empty: the run's data interval",
+        ),
+        "source_systems": Param(
+            [], type="array", items={"type": "string"},
+            description="Only these source systems (empty: all)",
+        ),
+        "dry_run": Param(False, type="boolean", description="Validate, stamp and render; send nothing"),
+        "chunk_size": Param(500, type="integer", minimum=1, maximum=5000, description="Letters per chunk"),
+    },
+    doc_md=__doc__,
+)
+def docpost_nightly():
+    @task
+    def collect(**context) -> dict:
+        from docpost import pipeline
+
+        params = context["params"]
+        return pipeline.collect(
+            _night(context), source_systems=params["source_systems"] or None, actor=_actor(context)
+        )
+
+    @task
+    def plan(collected: dict, **context) -> list[dict]:
+        from docpost import pipeline
+
+        return pipeline.plan_chunks(_night(context), chunk_size=context["params"]["chunk_size"])
+
+    @task
+    def validate(chunk: dict, **context) -> dict:
+        from docpost import pipeline
+
+        return pipeline.validate_chunk(chunk, actor=_actor(context))
+
+    @task
+    def stamp(chunk: dict, **context) -> dict:
+        from docpost import pipeline
+
+        return pipeline.stamp_chunk(chunk, actor=_actor(context))
+
+    @task
+    def render(chunk: dict, **context) -> dict:
+        from docpost import pipeline
+
+        return pipeline.render_chunk(chunk, actor=_actor(context))
+
+    @task(pool=DELIVERY_POOL)
+    def deliver(chunk: dict, **context) -> dict:
+        from docpost import pipeline
+
+        return pipeline.deliver_chunk(
+            chunk, actor=_actor(context), dry_run=context["params"]["dry_run"]
+        )
+
+    @task_group
+    def process(chunk: dict):
+        return deliver(render(stamp(validate(chunk))))
+
+    @task(trigger_rule="all_done")
+    def summary(results: list[dict], **context) -> dict:
+        from docpost import pipeline
+
+        return pipeline.summarize(_night(context), actor=_actor(context))
+
+    chunks = plan(collect())
+    summary(process.expand(chunk=chunks))
+
+
+docpost_nightly_dag = docpost_nightly()
