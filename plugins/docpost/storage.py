@@ -1,0 +1,568 @@
+"""The S3 seam: the inbox of submissions, and where docpost writes its reports.
+
+One :class:`ObjectStore` per process (or task) holds an S3 client. Under Airflow the client comes
+from the Amazon provider's ``S3Hook`` and the Airflow connection ``settings().aws_conn_id`` (so an
+operator configures S3 in one place); everywhere else it is a plain boto3 client on
+``settings().s3_endpoint_url``. Airflow is imported only inside :meth:`ObjectStore._hook_client`.
+
+Layout of the bucket (see DESIGN.md)::
+
+    inbox/<source-system>/<YYYY-MM-DD>/<submission-id>/<files...>, _READY written last
+    rejected/<source-system>/<YYYY-MM-DD>/<submission-id>/...
+    reports/<YYYY-MM-DD>/...
+
+A submission is picked up only once its ``_READY`` object exists. Finding them costs one
+paginated listing per source system and date, never a request per object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import threading
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlparse
+
+from docpost import config
+from docpost.model import READY_MARKER, SubmissionKey
+
+INBOX = "inbox/"
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class StorageError(Exception):
+    """Root of every S3 problem docpost reports. ``code`` is stable, ``message`` is plain language."""
+
+    code = "storage.error"
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class ObjectNotFound(StorageError):
+    code = "storage.not_found"
+
+
+class ObjectTooLarge(StorageError):
+    code = "storage.too_large"
+
+
+class InboxGuardError(StorageError):
+    """A delete that could remove originals whose messages are not final yet."""
+
+    code = "storage.inbox_guard"
+
+
+class SinkOrderError(StorageError):
+    """A file written into a submission folder after its ``_READY`` marker."""
+
+    code = "storage.sink_after_ready"
+
+
+class StorageUnavailable(StorageError):
+    """S3 could not be reached or refused the request."""
+
+    code = "storage.unavailable"
+
+
+class BucketNotFound(StorageUnavailable):
+    code = "storage.no_bucket"
+
+
+@dataclass
+class InboxScan:
+    """What one scan of the inbox found: READY submissions (with their file sizes) and folders
+    still being written (no ``_READY`` yet), which are left alone and reported as pending."""
+
+    ready: list[SubmissionKey] = field(default_factory=list)
+    pending: list[SubmissionKey] = field(default_factory=list)
+    files: dict[SubmissionKey, dict[str, int]] = field(default_factory=dict, repr=False)
+    ready_at: dict[SubmissionKey, dt.datetime] = field(default_factory=dict, repr=False)
+
+
+def parse_submission_key(key: str) -> tuple[SubmissionKey, str] | None:
+    """``inbox/<sys>/<date>/<id>/<name>`` -> (key, name); None for anything else."""
+    parts = key.split("/", 4)
+    if len(parts) != 5 or parts[0] != "inbox" or not parts[1] or not parts[3] or not parts[4]:
+        return None
+    try:
+        date = dt.date.fromisoformat(parts[2])
+    except ValueError:
+        return None
+    if parts[2] != date.isoformat():  # only the canonical YYYY-MM-DD folder name
+        return None
+    return SubmissionKey(parts[1], date, parts[3]), parts[4]
+
+
+class ObjectStore:
+    """S3 access for docpost, with a count of the S3 requests made (``calls``, ``calls_by_op``).
+
+    ``backend`` is ``"auto"`` (the S3Hook when running under Airflow and the connection exists,
+    else boto3), ``"hook"`` or ``"boto3"``. The client is thread-safe and shared by the sink's pool.
+    """
+
+    def __init__(
+        self,
+        bucket: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+        aws_conn_id: str | None = None,
+        backend: str = "auto",
+        max_pool_connections: int = 32,
+    ) -> None:
+        s = config.settings()
+        self.bucket = bucket or s.bucket
+        self.endpoint_url = endpoint_url if endpoint_url is not None else s.s3_endpoint_url
+        self.aws_conn_id = aws_conn_id or s.aws_conn_id
+        if backend not in ("auto", "hook", "boto3"):
+            raise ValueError(f"unknown storage backend {backend!r}")
+        self._backend = backend
+        self._max_pool = max_pool_connections
+        self._count_lock = threading.Lock()
+        self.calls_by_op: Counter[str] = Counter()
+        self.backend_used: str | None = None
+
+    # -- client ------------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> int:
+        """S3 requests made so far (every page of a listing counts; retries do not)."""
+        return sum(self.calls_by_op.values())
+
+    def reset_calls(self) -> None:
+        with self._count_lock:
+            self.calls_by_op.clear()
+
+    def _count(self, model: Any = None, **_: Any) -> None:
+        with self._count_lock:
+            self.calls_by_op[getattr(model, "name", "?")] += 1
+
+    def _botocore_config(self) -> Any:
+        from botocore.config import Config
+
+        return Config(
+            max_pool_connections=self._max_pool,
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+
+    def _use_hook(self) -> bool:
+        if self._backend != "auto":
+            return self._backend == "hook"
+        # Under Airflow (a task has imported it) or with the connection in the environment.
+        env_var = f"AIRFLOW_CONN_{self.aws_conn_id.upper()}"
+        return "airflow.sdk" in sys.modules or env_var in os.environ
+
+    def _hook_client(self) -> Any | None:
+        """The S3Hook's client, or None when the Airflow connection does not exist."""
+        try:
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+            from airflow.sdk import BaseHook
+            from airflow.sdk.exceptions import AirflowNotFoundException
+        except ImportError:
+            if self._backend == "hook":
+                raise
+            return None
+        try:
+            BaseHook.get_connection(self.aws_conn_id)
+        except AirflowNotFoundException:
+            if self._backend == "hook":
+                raise StorageUnavailable(f"Airflow connection {self.aws_conn_id!r} does not exist")
+            return None
+        hook = S3Hook(aws_conn_id=self.aws_conn_id, config=self._botocore_config())
+        return hook.get_conn()
+
+    def _boto3_client(self) -> Any:
+        import boto3
+
+        kwargs: dict[str, Any] = {
+            "endpoint_url": self.endpoint_url,
+            "region_name": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "eu-west-1",
+            "config": self._botocore_config(),
+        }
+        host = urlparse(self.endpoint_url).hostname if self.endpoint_url else None
+        has_env_creds = "AWS_ACCESS_KEY_ID" in os.environ or "AWS_PROFILE" in os.environ
+        if host in _LOOPBACK_HOSTS and not has_env_creds:
+            # The embedded moto server accepts any key; don't wander the credential chain for one.
+            kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client("s3", **kwargs)
+
+    @cached_property
+    def client(self) -> Any:
+        """The boto3 S3 client (from the S3Hook under Airflow), with request counting attached."""
+        client = self._hook_client() if self._use_hook() else None
+        self.backend_used = "hook" if client is not None else "boto3"
+        if client is None:
+            client = self._boto3_client()
+        client.meta.events.register("before-call.s3", self._count)
+        return client
+
+    def _call(self, op: str, key: str | None = None, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, op)(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket" or (op == "head_bucket" and status == 404):
+                raise BucketNotFound(f"bucket {self.bucket!r} does not exist", key=key) from exc
+            if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectNotFound(f"no object {key!r} in bucket {self.bucket!r}", key=key) from exc
+            raise StorageUnavailable(f"S3 {op} failed for {key!r}: {code or status}", key=key) from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"S3 {op} failed for {key!r}: {type(exc).__name__}", key=key) from exc
+
+    # -- bucket ------------------------------------------------------------------------------
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (embedded stack, demo, generator)."""
+        try:
+            self._call("head_bucket")
+        except BucketNotFound:
+            region = self.client.meta.region_name
+            extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            try:
+                self._call("create_bucket", **extra)
+            except StorageUnavailable as exc:
+                if "BucketAlreadyOwnedByYou" not in str(exc):
+                    raise
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        paginator = self.client.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        try:
+            yield from paginator.paginate(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageUnavailable(f"S3 listing of {prefix!r} failed: {exc}", key=prefix) from exc
+
+    def list_objects(self, prefix: str) -> dict[str, int]:
+        """Every key under ``prefix`` with its size."""
+        return {o["Key"]: o["Size"] for page in self._pages(prefix) for o in page.get("Contents", ())}
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The next folder level under ``prefix`` (names without slashes)."""
+        out: list[str] = []
+        for page in self._pages(prefix, delimiter="/"):
+            out.extend(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", ()))
+        return out
+
+    def source_systems(self) -> list[str]:
+        """The source-system folders present under ``inbox/``."""
+        return sorted(self.list_folders(INBOX))
+
+    def scan_inbox(self, date: dt.date, source_systems: Iterable[str] | None = None) -> InboxScan:
+        """One paginated listing per source system of ``inbox/<sys>/<date>/``."""
+        systems = sorted(source_systems) if source_systems is not None else self.source_systems()
+        scan = InboxScan()
+        for system in systems:
+            self._scan_prefix(f"{INBOX}{system}/{date.isoformat()}/", scan)
+        scan.ready.sort(key=str)
+        scan.pending.sort(key=str)
+        return scan
+
+    def _scan_prefix(self, prefix: str, scan: InboxScan) -> None:
+        seen: dict[SubmissionKey, dict[str, int]] = {}
+        for page in self._pages(prefix):
+            for obj in page.get("Contents", ()):
+                parsed = parse_submission_key(obj["Key"])
+                if parsed is None:
+                    continue
+                key, name = parsed
+                seen.setdefault(key, {})[name] = obj["Size"]
+                if name == READY_MARKER:
+                    scan.ready_at[key] = obj["LastModified"]
+        for key, files in seen.items():
+            if READY_MARKER in files:
+                scan.ready.append(key)
+                scan.files[key] = files
+            else:
+                scan.pending.append(key)
+
+    def list_ready_submissions(
+        self, date: dt.date, source_systems: Iterable[str] | None = None
+    ) -> list[SubmissionKey]:
+        """The submissions under ``inbox/*/<date>/*`` that have their ``_READY`` object."""
+        return self.scan_inbox(date, source_systems).ready
+
+    def scan_inbox_before(
+        self,
+        date: dt.date,
+        lookback_days: int = 7,
+        source_systems: Iterable[str] | None = None,
+        ready_since: dt.datetime | None = None,
+    ) -> InboxScan:
+        """READY submissions of the ``lookback_days`` dates before ``date`` (late drops).
+
+        Only date folders that exist are listed (one delimited listing per source system finds
+        them). With ``ready_since``, only submissions whose ``_READY`` is at least that recent.
+        The caller's ledger decides which of them are new; registering is idempotent.
+        """
+        systems = sorted(source_systems) if source_systems is not None else self.source_systems()
+        first = date - dt.timedelta(days=lookback_days)
+        scan = InboxScan()
+        for system in systems:
+            for folder in self.list_folders(f"{INBOX}{system}/"):
+                try:
+                    day = dt.date.fromisoformat(folder)
+                except ValueError:
+                    continue
+                if first <= day < date and folder == day.isoformat():
+                    self._scan_prefix(f"{INBOX}{system}/{folder}/", scan)
+        if ready_since is not None:
+            keep = {k for k in scan.ready if scan.ready_at[k] >= ready_since}
+            scan.ready = [k for k in scan.ready if k in keep]
+            scan.files = {k: v for k, v in scan.files.items() if k in keep}
+        scan.ready.sort(key=str)
+        scan.pending.sort(key=str)
+        return scan
+
+    def list_ready_submissions_before(
+        self,
+        date: dt.date,
+        lookback_days: int = 7,
+        source_systems: Iterable[str] | None = None,
+        ready_since: dt.datetime | None = None,
+    ) -> list[SubmissionKey]:
+        """READY submissions dated in the ``lookback_days`` before ``date`` (see scan_inbox_before)."""
+        return self.scan_inbox_before(date, lookback_days, source_systems, ready_since).ready
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        self._call("put_object", key, Key=key, Body=data, **extra)
+
+    def put_text(self, key: str, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.put_bytes(key, text.encode("utf-8"), content_type)
+
+    def put_json(self, key: str, obj: Any) -> None:
+        """Write ``obj`` as UTF-8 JSON (sorted keys, stable bytes for the same content)."""
+        data = json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=2, default=str)
+        self.put_bytes(key, data.encode("utf-8"), "application/json")
+
+    def get_bytes(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; with ``max_bytes``, refuse (without reading it all) anything larger."""
+        if max_bytes is None:
+            return self._call("get_object", key, Key=key)["Body"].read()
+        try:
+            resp = self._call("get_object", key, Key=key, Range=f"bytes=0-{max_bytes}")
+        except StorageUnavailable as exc:  # a range on an empty object: 416 InvalidRange
+            if "InvalidRange" not in str(exc) and "416" not in str(exc):
+                raise
+            resp = self._call("get_object", key, Key=key)
+        body = resp["Body"].read(max_bytes + 1)
+        resp["Body"].close()
+        total = _total_size(resp, len(body))
+        if len(body) > max_bytes or total > max_bytes:
+            raise ObjectTooLarge(f"object {key!r} is {total} bytes, more than the limit of {max_bytes}", key=key)
+        return body
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head_object", key, Key=key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete_prefix(self, prefix: str, *, originals_final: bool = False) -> int:
+        """Delete every object under ``prefix``; returns how many.
+
+        Originals under ``inbox/`` may only go once their messages reach a final state: the
+        caller says so with ``originals_final=True``, else :class:`InboxGuardError`.
+        """
+        if not prefix or not prefix.strip("/"):
+            raise InboxGuardError("refusing to delete the whole bucket", key=prefix)
+        if prefix.lstrip("/").startswith(INBOX.rstrip("/")) and not originals_final:
+            raise InboxGuardError(
+                "originals under inbox/ are kept until their messages are final", key=prefix
+            )
+        keys = list(self.list_objects(prefix))
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            resp = self._call(
+                "delete_objects", prefix, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+            if resp.get("Errors"):
+                raise StorageUnavailable(f"{len(resp['Errors'])} deletes failed under {prefix!r}", key=prefix)
+        return len(keys)
+
+
+def _total_size(resp: dict, got: int) -> int:
+    """The object's full size from a ranged GET (``Content-Range: bytes 0-N/TOTAL``)."""
+    content_range = resp.get("ContentRange") or ""
+    if "/" in content_range:
+        try:
+            return int(content_range.rsplit("/", 1)[1])
+        except ValueError:
+            pass
+    return int(resp.get("ContentLength", got))
+
+
+class S3Submission:
+    """One submission folder in S3, as a ``SubmissionSource`` for validation.
+
+    ``list_files`` costs one listing (none when the inbox scan already listed the folder);
+    ``read`` refuses a file larger than ``max_bytes`` before fetching it.
+    """
+
+    def __init__(self, store: ObjectStore, key: SubmissionKey, files: dict[str, int] | None = None) -> None:
+        self.store = store
+        self.key = key
+        self._files = dict(files) if files is not None else None
+
+    def __repr__(self) -> str:
+        return f"S3Submission({self.key})"
+
+    def list_files(self) -> dict[str, int]:
+        """File names (relative to the folder, ``_READY`` included) and sizes."""
+        if self._files is None:
+            prefix = self.key.prefix
+            listed = self.store.list_objects(prefix)
+            self._files = {k[len(prefix):]: size for k, size in listed.items()}
+        return dict(self._files)
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        """The file's bytes; :class:`ObjectTooLarge` above ``max_bytes``, :class:`ObjectNotFound` if absent."""
+        files = self.list_files()
+        if name not in files:
+            raise ObjectNotFound(f"{name!r} is not in submission {self.key}", key=self.key.prefix + name)
+        if files[name] > max_bytes:
+            raise ObjectTooLarge(
+                f"{name!r} in submission {self.key} is {files[name]} bytes, more than the limit of {max_bytes}",
+                key=self.key.prefix + name,
+            )
+        if files[name] == 0:
+            return b""
+        return self.store.get_bytes(self.key.prefix + name, max_bytes=max_bytes)
+
+
+class S3Sink:
+    """Write many objects concurrently; a folder's ``_READY`` goes only after its other files.
+
+    Callable as ``sink(relative_key, data)`` (the generator's sink); keys are put under
+    ``prefix``. Use as a context manager, or call :meth:`close`, which waits for every write
+    and raises the first failure. At most ``max_pending`` writes are held in memory.
+    """
+
+    def __init__(self, store: ObjectStore, prefix: str = "", *, workers: int = 16, max_pending: int = 256) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.written = 0
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docpost-s3sink")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._lock = threading.Lock()
+        self._outstanding: dict[str, int] = {}  # folder -> writes in flight
+        self._ready_waiting: set[str] = set()  # folders whose _READY waits for their writes
+        self._ready_done: set[str] = set()
+        self._futures: set[Future] = set()
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def __enter__(self) -> S3Sink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __call__(self, relative_key: str, data: bytes | str) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise StorageError("the sink is closed")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        key = self.prefix + relative_key.lstrip("/")
+        folder, _, name = key.rpartition("/")
+        with self._lock:
+            if folder in self._ready_done or folder in self._ready_waiting:
+                raise SinkOrderError(f"{name!r} written after _READY in {folder!r}", key=key)
+            if name == READY_MARKER:
+                if self._outstanding.get(folder, 0) == 0:
+                    self._ready_done.add(folder)
+                else:
+                    self._ready_waiting.add(folder)
+                    return
+            else:
+                self._outstanding[folder] = self._outstanding.get(folder, 0) + 1
+        self._submit(key, data, folder, is_ready=(name == READY_MARKER), slot=True)
+
+    def _submit(self, key: str, data: bytes, folder: str, is_ready: bool, slot: bool) -> None:
+        # A slot bounds the bytes held in memory; a _READY released by a worker takes none
+        # (it is empty, and a worker waiting for a slot could deadlock the pool).
+        if slot:
+            self._slots.acquire()
+        try:
+            fut = self._pool.submit(self._put, key, data, folder, is_ready, slot)
+        except BaseException:
+            if slot:
+                self._slots.release()
+            raise
+        with self._lock:
+            self._futures.add(fut)
+        fut.add_done_callback(self._forget)
+
+    def _forget(self, fut: Future) -> None:
+        with self._lock:
+            self._futures.discard(fut)
+
+    def _put(self, key: str, data: bytes, folder: str, is_ready: bool, slot: bool) -> None:
+        try:
+            self.store.put_bytes(key, data)
+            with self._lock:
+                self.written += 1
+        except BaseException as exc:  # surfaced on the next call or on close; no _READY follows
+            self._error = self._error or exc
+            return
+        finally:
+            if slot:
+                self._slots.release()
+        if is_ready:
+            return
+        with self._lock:
+            self._outstanding[folder] -= 1
+            release = self._outstanding[folder] == 0 and folder in self._ready_waiting
+            if release:
+                self._ready_waiting.discard(folder)
+                self._ready_done.add(folder)
+                del self._outstanding[folder]
+        if release:
+            self._submit(f"{folder}/{READY_MARKER}", b"", folder, is_ready=True, slot=False)
+
+    def close(self) -> None:
+        """Wait for every write (``_READY`` markers last) and raise the first failure."""
+        while True:
+            with self._lock:
+                pending = list(self._futures)
+            if not pending:
+                break
+            for fut in pending:
+                fut.result()
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error
