@@ -140,7 +140,7 @@ def parse_xml(xml: bytes) -> tuple[etree._ElementTree | None, list[MemoIssue]]:
         root = etree.fromstring(xml, safe_parser())
     except etree.XMLSyntaxError as exc:
         line = exc.lineno or 0
-        return None, [MemoIssue(line, "", f"not well-formed XML: {_redact(exc.msg)}")]
+        return None, [MemoIssue(line, "", f"not well-formed XML: {redact(exc.msg)}")]
     tree = root.getroottree()
     if tree.docinfo.doctype:
         return None, [MemoIssue(1, "", "a DOCTYPE (DTD) is not allowed")]
@@ -173,7 +173,7 @@ _VALUE = re.compile(r"(The value |^|Element '[^']*': )'[^']*'(?= is not| does no
 _DIGITS = re.compile(r"\d{6,}")
 
 
-def _redact(message: str) -> str:
+def redact(message: str) -> str:
     """Shorten namespaces to prefixes and keep values (possibly personal data) out."""
     message = _CLARK.sub(lambda m: f"{_PREFIXES.get(m.group(1), m.group(1))}:", message)
     message = _VALUE.sub(lambda m: f"{m.group(1)}'…'", message)
@@ -185,7 +185,7 @@ def schema_issues(schema: etree.XMLSchema, tree: etree._ElementTree) -> list[Mem
     if schema.validate(tree):
         return []
     return [
-        MemoIssue(err.line or 0, _redact(err.path or ""), _redact(err.message))
+        MemoIssue(err.line or 0, redact(err.path or ""), redact(err.message))
         for err in schema.error_log
     ]
 
@@ -216,7 +216,7 @@ def _version_issues(tree: etree._ElementTree) -> list[MemoIssue]:
         ):
             for el in header.xpath(xpath, namespaces=NSMAP):
                 issues.append(MemoIssue(
-                    el.sourceline or 0, _redact(tree.getpath(el)),
+                    el.sourceline or 0, redact(tree.getpath(el)),
                     f"memo:{name} is not allowed in memoVersion 1.1 (1.2 only)",
                 ))
         sch = root.get("memoSchVersion")
@@ -239,7 +239,7 @@ def validate_tree(tree: etree._ElementTree) -> list[MemoIssue]:
     root = tree.getroot()
     if root.tag != f"{_M}Message":
         return [MemoIssue(root.sourceline or 0, "/", f"root element must be memo:Message, not "
-                          f"{_redact(root.tag)}")]
+                          f"{redact(root.tag)}")]
     issues = schema_issues(load_schema(MEMO_SCHEMA), tree)
     return issues + _version_issues(tree)
 
