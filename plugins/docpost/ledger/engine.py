@@ -1,0 +1,88 @@
+"""Ledger URL resolution and engine creation (SQLite with WAL and busy timeout; psycopg 3)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from docpost.ledger.errors import LedgerConfigError
+
+log = logging.getLogger(__name__)
+
+#: SQLite waits this long for another writer before giving up (milliseconds).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Execution option that makes a SQLite transaction take the write lock up front.
+WRITE = "docpost_write"
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a ledger URL; ``postgres://`` and ``postgresql://`` use psycopg (v3)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise LedgerConfigError(f"not a database URL: {exc}") from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise LedgerConfigError(f"unsupported ledger database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    return parsed
+
+
+def resolve_url(airflow: bool | None = None) -> str:
+    """The ledger URL: ``DOCPOST_DB_URL`` if set, else the Airflow connection, else the default.
+
+    The Airflow connection ``docpost_ledger`` is consulted when ``airflow`` is True, or when it
+    is None and ``AIRFLOW_CONN_DOCPOST_LEDGER`` is set; only then is Airflow imported.
+    """
+    from docpost.config import settings
+    from docpost.ledger import airflow_connection
+
+    explicit = os.environ.get("DOCPOST_DB_URL")
+    if explicit:
+        return explicit
+    if airflow or (airflow is None and os.environ.get(airflow_connection.ENV_VAR)):
+        url = airflow_connection.ledger_url()
+        if url:
+            return url
+        log.warning("Airflow connection %s not found; using the default ledger", airflow_connection.CONN_ID)
+    return settings().db_url
+
+
+def create_ledger_engine(url: str | URL) -> Engine:
+    """An engine for the ledger. On SQLite: WAL, busy timeout, foreign keys, explicit BEGINs."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, future=True)
+    database = parsed.database
+    in_memory = database in (None, "", ":memory:")
+    kwargs: dict = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
+    if in_memory:
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no branch
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # A writer takes the lock at BEGIN, so its reads and writes form one atomic step;
+        # readers use a deferred BEGIN and never block writers (WAL).
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+    return engine

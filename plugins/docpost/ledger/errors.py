@@ -1,0 +1,67 @@
+"""Ledger errors: one root type, specific subclasses, each with a stable reason code.
+
+Messages name message UUIDs and states, never recipients.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Root of every ledger error; ``code`` is stable, the text is for people."""
+
+    code = "ledger_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.args[0]}"
+
+
+class LedgerConfigError(LedgerError):
+    """The ledger URL or connection cannot be used."""
+
+    code = "ledger_config"
+
+
+class UnknownMessage(LedgerError):
+    """A message id or UUID the ledger does not hold."""
+
+    code = "unknown_message"
+
+
+class InvalidField(LedgerError):
+    """A column that transitions may not set, or a value of the wrong kind."""
+
+    code = "invalid_field"
+
+
+class IllegalTransition(LedgerError):
+    """A state change the state machine forbids (e.g. a backwards move)."""
+
+    code = "illegal_transition"
+
+    def __init__(
+        self, from_state: str, to_state: str, message_uuid: str | None = None, count: int = 1,
+        *, why: str | None = None,
+    ) -> None:
+        self.from_state = str(from_state)
+        self.to_state = str(to_state)
+        self.message_uuid = message_uuid
+        self.count = count
+        text = f"illegal transition {self.from_state} -> {self.to_state}"
+        if message_uuid:
+            text += f" for message {message_uuid}"
+        if count > 1:
+            text += f" (and {count - 1} more)"
+        if why:
+            text += f": {why}"
+        super().__init__(text)
+
+
+class UnexpectedState(IllegalTransition):
+    """A message is not in the state the caller expected it to be in (``expected_from``)."""
+
+    code = "unexpected_state"

@@ -1,0 +1,870 @@
+"""The ledger: one authoritative record per message, from drop to receipt.
+
+Every write runs in one transaction (a transition and its events commit together or not at all)
+and works in bulk: thousands of rows per statement (``IN`` lists of up to :data:`CHUNK` ids,
+``INSERT ... SELECT`` for events, multi-row ``VALUES`` for per-message rows).
+
+Concurrency: on PostgreSQL, rows are locked (``FOR UPDATE``, in id order) before they are
+checked and moved, and :meth:`Ledger.claim` uses ``FOR UPDATE SKIP LOCKED``. On SQLite every
+write transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time, WAL for readers), so
+check-then-move and claim are atomic there too. A claim is a lease stored on the row
+(``claimed_by``, ``claim_token``, ``claim_expires_at``): no other worker gets the message until
+it is released or the lease expires.
+
+Receipts (PKO_PostStatus) are stored first, then settled: applied when the message is SUBMITTED or
+RETRYING, ``duplicate`` when it already has that outcome, ``stale`` when it settled otherwise. A
+receipt for an unknown or not yet submitted message stays pending (``disposition`` NULL) and is
+applied when that message enters SUBMITTED, or on any later :meth:`Ledger.apply_receipts`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.engine import URL
+
+from docpost.ledger import identity
+from docpost.ledger.engine import WRITE, create_ledger_engine, normalise_url, resolve_url
+from docpost.ledger.errors import IllegalTransition, InvalidField, UnexpectedState, UnknownMessage
+from docpost.ledger.records import (
+    Conflict,
+    Event,
+    Message,
+    MessageRef,
+    Move,
+    Receipt,
+    ReceiptResult,
+    RegisteredMessage,
+    Registration,
+    RegisterResult,
+    Report,
+    TransitionResult,
+)
+from docpost.ledger.schema import UtcDateTime, conflicts, events, messages, receipts
+from docpost.ledger.states import (
+    AWAITING_RECEIPT,
+    BEFORE_SUBMISSION,
+    RECEIPT_OUTCOMES,
+    SETTLED,
+    MessageState,
+    is_legal,
+    requeue_target,
+)
+from docpost.model import Channel, IdType, Recipient
+
+log = logging.getLogger(__name__)
+
+#: Ids per statement (IN lists, row locks). Well below SQLite's and PostgreSQL's parameter limits.
+CHUNK = 5000
+
+S = MessageState
+
+#: Columns a transition may set (``**fields``), besides the special field ``recipient``.
+SETTABLE = frozenset(
+    {
+        "channel", "reason_code", "reason_text", "reply_type", "reply_postkasse_id", "reply_emne_id",
+        "reply_contact_point_id", "pdf_sha256", "attempts", "receipt_status", "title", "document_type",
+        "case_number", "case_uuid", "document_number", "document_uuid",
+    }
+)
+_FREE_TEXT = frozenset({"reason_text", "title"})
+_REF_COLUMNS = (
+    messages.c.id, messages.c.message_uuid, messages.c.transaction_id, messages.c.source_system,
+    messages.c.submission_id, messages.c.submission_date, messages.c.s3_prefix, messages.c.state,
+    messages.c.attempts,
+)
+_CHANNEL_OF = {S.DELIVERED_DIGITAL: Channel.DIGITAL.value, S.DELIVERED_PHYSICAL: Channel.PHYSICAL.value}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ref(row) -> MessageRef:
+    m = row._mapping
+    return MessageRef(
+        m["id"], m["message_uuid"], m["transaction_id"], m["source_system"], m["submission_id"],
+        m["submission_date"], m["s3_prefix"], MessageState(m["state"]), m["attempts"],
+    )
+
+
+def _message(row) -> Message:
+    values = dict(row._mapping)
+    values["state"] = MessageState(values["state"])
+    return Message(**values)
+
+
+def _conflict(row) -> Conflict:
+    return Conflict(**{k: v for k, v in row._mapping.items()})
+
+
+class Ledger:
+    """The message ledger on one database (SQLite file or PostgreSQL).
+
+    >>> ledger = Ledger("sqlite:///ledger.db"); ledger.upgrade()
+    """
+
+    def __init__(self, url: str | URL | None = None, *, pseudonym_key: bytes | None = None) -> None:
+        from docpost.config import settings
+
+        self.url = normalise_url(url if url is not None else resolve_url())
+        self.engine = create_ledger_engine(self.url)
+        self._key = pseudonym_key if pseudonym_key is not None else settings().pseudonym_key
+
+    @classmethod
+    def from_settings(cls, *, airflow: bool | None = None) -> Ledger:
+        """The ledger configured by ``DOCPOST_DB_URL`` or the ``docpost_ledger`` Airflow connection."""
+        return cls(resolve_url(airflow))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.url.render_as_string(hide_password=True)})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations (idempotent)."""
+        from docpost import migrations
+
+        migrations.upgrade(self.engine, revision)
+
+    def revision(self) -> str | None:
+        """The schema revision of this database (None: not migrated)."""
+        from docpost import migrations
+
+        return migrations.current_revision(self.engine)
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _insert(self, table):
+        """``INSERT ... ON CONFLICT DO NOTHING`` for this dialect."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    # -- registration -------------------------------------------------------------------------
+
+    def register(self, registrations: Iterable[Registration], actor: str) -> RegisterResult:
+        """Register submissions as RECEIVED messages, idempotently.
+
+        The same identity (source system, submission id, content hash) again returns the existing
+        message. The same submission id with another content hash is recorded in
+        ``ledger_conflicts`` (reported by ``docpost report``) and not registered.
+        """
+        regs = list(registrations)
+        now = _now()
+        out: list[RegisteredMessage] = []
+        found: list[Conflict] = []
+        with self._write() as conn:
+            for chunk in _chunks(regs):
+                rows: dict[tuple[str, str], dict[str, Any]] = {}
+                for reg in chunk:
+                    key = (reg.source_system, reg.submission_id)
+                    if key not in rows:
+                        rows[key] = self._row_for(reg, now)
+                stmt = self._insert(messages).returning(messages.c.id)
+                created_ids = {r.id for r in conn.execute(stmt, list(rows.values()))}
+                if created_ids:
+                    conn.execute(
+                        insert(events),
+                        [
+                            {"message_id": r.id, "from_state": None, "to_state": S.RECEIVED.value, "at": now,
+                             "actor": actor, "detail": f"registered from {r.s3_prefix}"}
+                            for r in conn.execute(
+                                select(messages.c.id, messages.c.s3_prefix)
+                                .where(messages.c.id.in_(created_ids)).order_by(messages.c.id)
+                            )
+                        ],
+                    )
+                stored = {
+                    (r.source_system, r.submission_id): r
+                    for r in conn.execute(
+                        select(
+                            messages.c.id, messages.c.message_uuid, messages.c.transaction_id,
+                            messages.c.source_system, messages.c.submission_id, messages.c.content_hash,
+                            messages.c.state,
+                        ).where(tuple_(messages.c.source_system, messages.c.submission_id).in_(list(rows)))
+                    )
+                }
+                clashes = []
+                for reg in chunk:
+                    row = stored[(reg.source_system, reg.submission_id)]
+                    if row.content_hash == reg.content_hash.lower():
+                        created = row.id in created_ids
+                        created_ids.discard(row.id)  # a repeat inside the batch is "existing"
+                        out.append(RegisteredMessage(
+                            row.id, row.message_uuid, row.transaction_id, row.source_system,
+                            row.submission_id, MessageState(row.state), created,
+                        ))
+                    else:
+                        clashes.append({
+                            "message_id": row.id, "source_system": reg.source_system,
+                            "submission_id": reg.submission_id, "submission_date": reg.submission_date,
+                            "existing_content_hash": row.content_hash,
+                            "conflicting_content_hash": reg.content_hash.lower(), "s3_prefix": reg.s3_prefix,
+                            "detected_at": now, "actor": actor,
+                        })
+                if clashes:
+                    conn.execute(self._insert(conflicts), clashes)
+                    keys = {(c["source_system"], c["submission_id"], c["conflicting_content_hash"]) for c in clashes}
+                    found.extend(
+                        _conflict(r) for r in conn.execute(
+                            select(conflicts).where(
+                                tuple_(conflicts.c.source_system, conflicts.c.submission_id,
+                                       conflicts.c.conflicting_content_hash).in_(list(keys))
+                            ).order_by(conflicts.c.id)
+                        )
+                    )
+        if found:
+            log.warning("ledger: %d submission(s) arrived again with different content (conflicts)", len(found))
+        return RegisterResult(out, found)
+
+    def _row_for(self, reg: Registration, now: dt.datetime) -> dict[str, Any]:
+        content_hash = reg.content_hash.lower()
+        row: dict[str, Any] = {
+            "message_uuid": identity.message_uuid(reg.source_system, reg.submission_id, content_hash),
+            "transaction_id": identity.transaction_id(reg.source_system, reg.submission_id, content_hash),
+            "source_system": reg.source_system, "submission_id": reg.submission_id,
+            "submission_date": reg.submission_date, "content_hash": content_hash, "s3_prefix": reg.s3_prefix,
+            "state": S.RECEIVED.value, "attempts": 0, "case_number": reg.case_number,
+            "case_uuid": reg.case_uuid, "document_number": reg.document_number,
+            "document_uuid": reg.document_uuid, "document_type": reg.document_type,
+            "title": identity.scrub(reg.title), "created_at": now, "updated_at": now, "state_changed_at": now,
+            "recipient_id_type": None, "recipient_masked": None, "recipient_hash": None,
+        }
+        if reg.recipient_identifier:
+            row.update(self._recipient_columns(reg.recipient_id_type or IdType.CPR, reg.recipient_identifier))
+        return row
+
+    def _recipient_columns(self, id_type: IdType | str, identifier: str) -> dict[str, Any]:
+        kind = IdType(str(id_type).upper())
+        masked, hashed = identity.pseudonymise(kind.value, identifier, self._key)
+        return {"recipient_id_type": kind.value, "recipient_masked": masked, "recipient_hash": hashed}
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def _field_values(self, fields: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "recipient":
+                if isinstance(value, Recipient):
+                    values.update(self._recipient_columns(value.id_type, value.identifier))
+                else:
+                    id_type, identifier = value
+                    values.update(self._recipient_columns(id_type, identifier))
+                continue
+            if name not in SETTABLE:
+                raise InvalidField(f"a transition cannot set {name!r}; settable: {', '.join(sorted(SETTABLE))}")
+            if hasattr(value, "value"):  # enums (Channel, ReplyType, ...)
+                value = value.value
+            if name == "channel" and value is not None and value not in {c.value for c in Channel}:
+                raise InvalidField(f"unknown channel {value!r}")
+            if name in _FREE_TEXT:
+                value = identity.scrub(value)
+            values[name] = value
+        return values
+
+    @staticmethod
+    def _state_values(to: MessageState, now: dt.datetime, count_attempt: bool) -> dict[str, Any]:
+        values: dict[str, Any] = {"state": to.value, "updated_at": now, "state_changed_at": now}
+        if count_attempt:
+            values["attempts"] = messages.c.attempts + 1
+        if to is S.FAILED:
+            values["failed_from"] = case(
+                (messages.c.state == S.FAILED.value, messages.c.failed_from), else_=messages.c.state
+            )
+        if to is S.SUBMITTED:
+            values["submitted_at"] = now
+        return values
+
+    def _lock(self, conn: Connection, ids: Sequence[int], *extra) -> dict[int, Any]:
+        """Current state (and ``extra`` columns) of ``ids``, row-locked on PostgreSQL."""
+        rows = conn.execute(
+            select(messages.c.id, messages.c.state, messages.c.message_uuid, *extra)
+            .where(messages.c.id.in_(ids)).order_by(messages.c.id).with_for_update()
+        ).all()
+        found = {r.id: r for r in rows}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise UnknownMessage(f"{len(missing)} message id(s) not in the ledger, e.g. {missing[0]}")
+        return found
+
+    @staticmethod
+    def _check(
+        current: dict[int, Any], to: MessageState, expected: frozenset[MessageState] | None, count_attempt: bool
+    ) -> tuple[list[int], list[int]]:
+        """Split ids into (to move, unchanged); raise for an unexpected or illegal move."""
+        move, same = [], []
+        unexpected: dict[str, list[str]] = defaultdict(list)
+        illegal: dict[str, list[str]] = defaultdict(list)
+        for mid, row in current.items():
+            state = MessageState(row.state)
+            if state is to:
+                (move if count_attempt else same).append(mid)
+            elif expected is not None and state not in expected:
+                unexpected[state].append(row.message_uuid)
+            elif not is_legal(state, to):
+                illegal[state].append(row.message_uuid)
+            else:
+                move.append(mid)
+        if unexpected:
+            state, uuids = next(iter(unexpected.items()))
+            total = sum(len(v) for v in unexpected.values())
+            raise UnexpectedState(state, to, uuids[0], total,
+                                  why=f"expected it in {', '.join(sorted(expected or ()))}")
+        if illegal:
+            state, uuids = next(iter(illegal.items()))
+            raise IllegalTransition(state, to, uuids[0], sum(len(v) for v in illegal.values()))
+        return move, same
+
+    @staticmethod
+    def _expected(expected_from) -> frozenset[MessageState] | None:
+        if expected_from is None:
+            return None
+        if isinstance(expected_from, str):
+            expected_from = [expected_from]
+        return frozenset(MessageState(s) for s in expected_from)
+
+    def transition(
+        self,
+        message_ids: Iterable[int],
+        to_state: MessageState | str,
+        actor: str,
+        detail: str | None = None,
+        expected_from: MessageState | str | Iterable[MessageState | str] | None = None,
+        count_attempt: bool = False,
+        **fields: Any,
+    ) -> TransitionResult:
+        """Move messages to ``to_state`` in bulk, with one event each, in one transaction.
+
+        Messages already in ``to_state`` are left alone (``unchanged``), unless ``count_attempt``
+        (then the attempt is counted and an event written, e.g. another RETRYING). Raises
+        :class:`IllegalTransition` (nothing moves) if any move is illegal, or
+        :class:`UnexpectedState` if ``expected_from`` is given and a message is elsewhere.
+        ``fields`` set columns on the moved messages: see :data:`SETTABLE`, plus ``recipient``
+        (a ``model.Recipient`` or ``(id_type, identifier)``: stored masked and hashed).
+        """
+        to = MessageState(to_state)
+        values = self._field_values(fields)
+        ids = list(dict.fromkeys(message_ids))
+        expected = self._expected(expected_from)
+        detail = identity.scrub(detail)
+        moved, unchanged = [], []
+        with self._write() as conn:
+            now = _now()
+            for chunk in _chunks(ids):
+                move, same = self._check(self._lock(conn, chunk), to, expected, count_attempt)
+                unchanged.extend(same)
+                if not move:
+                    continue
+                conn.execute(
+                    insert(events).from_select(
+                        ["message_id", "from_state", "to_state", "at", "actor", "detail"],
+                        select(
+                            messages.c.id, messages.c.state, literal(to.value), literal(now, UtcDateTime()),
+                            literal(actor), literal(detail, Text()),
+                        ).where(messages.c.id.in_(move)),
+                    )
+                )
+                conn.execute(
+                    update(messages).where(messages.c.id.in_(move))
+                    .values({**self._state_values(to, now, count_attempt), **values})
+                )
+                moved.extend(move)
+            if to is S.SUBMITTED and moved:
+                self._settle_receipts(conn, now, "receipts", moved)
+        return TransitionResult(moved, unchanged)
+
+    def transition_each(
+        self,
+        moves: Iterable[Move],
+        to_state: MessageState | str,
+        actor: str,
+        expected_from: MessageState | str | Iterable[MessageState | str] | None = None,
+        count_attempt: bool = False,
+    ) -> TransitionResult:
+        """Like :meth:`transition`, with a detail and column values per message (bulk)."""
+        to = MessageState(to_state)
+        by_id: dict[int, Move] = {}
+        for m in moves:
+            by_id[m.message_id] = m
+        prepared = {mid: self._field_values(m.fields) for mid, m in by_id.items()}
+        expected = self._expected(expected_from)
+        moved, unchanged = [], []
+        with self._write() as conn:
+            now = _now()
+            for chunk in _chunks(list(by_id)):
+                current = self._lock(conn, chunk)
+                move, same = self._check(current, to, expected, count_attempt)
+                unchanged.extend(same)
+                self._write_moves(conn, to, [
+                    (mid, current[mid].state, identity.scrub(by_id[mid].detail), prepared[mid], None) for mid in move
+                ], actor, now, count_attempt)
+                moved.extend(move)
+            if to is S.SUBMITTED and moved:
+                self._settle_receipts(conn, now, "receipts", moved)
+        return TransitionResult(moved, unchanged)
+
+    def _write_moves(
+        self, conn: Connection, to: MessageState,
+        moves: list[tuple[int, str, str | None, dict[str, Any], dt.datetime | None]],
+        actor: str, now: dt.datetime, count_attempt: bool = False,
+    ) -> None:
+        """Events and updates for moves of (id, from state, detail, column values, event time)."""
+        if not moves:
+            return
+        conn.execute(insert(events), [
+            {"message_id": mid, "from_state": src, "to_state": to.value, "at": at or now, "actor": actor,
+             "detail": detail}
+            for mid, src, detail, _values, at in moves
+        ])
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for mid, _src, _detail, values, _at in moves:
+            groups[tuple(sorted(values))].append({"m_id": mid, **{f"v_{k}": v for k, v in values.items()}})
+        base = self._state_values(to, now, count_attempt)
+        for keys, params in groups.items():
+            stmt = (
+                update(messages).where(messages.c.id == bindparam("m_id"))
+                .values({**base, **{k: bindparam(f"v_{k}") for k in keys}})
+            )
+            conn.execute(stmt, params)
+
+    def reject(self, message_id: int, code: str, text: str, actor: str) -> TransitionResult:
+        """Reject one message with a reason code and plain-language text."""
+        return self.reject_many([(message_id, code, text)], actor)
+
+    def reject_many(self, rejections: Iterable[tuple[int, str, str]], actor: str) -> TransitionResult:
+        """Reject messages in bulk, each with its own ``(message id, code, text)``."""
+        return self.transition_each(
+            [Move(mid, f"{code}: {text}", {"reason_code": code, "reason_text": text}) for mid, code, text in rejections],
+            S.REJECTED, actor,
+        )
+
+    # -- claims -------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        states: Iterable[MessageState | str],
+        limit: int,
+        worker: str,
+        lease_seconds: float = 900,
+        *,
+        message_ids: Sequence[int] | None = None,
+        submission_date: dt.date | None = None,
+    ) -> list[MessageRef]:
+        """Claim up to ``limit`` unclaimed messages in ``states`` for ``worker`` (lowest ids first).
+
+        No other worker gets them until :meth:`release` or the lease expires. PostgreSQL:
+        ``FOR UPDATE SKIP LOCKED``; SQLite: one atomic ``UPDATE ... RETURNING`` under the write lock.
+        """
+        now = _now()
+        inner = messages.alias("candidate")
+        pick = (
+            select(inner.c.id)
+            .where(
+                inner.c.state.in_([MessageState(s).value for s in states]),
+                or_(inner.c.claim_expires_at.is_(None), inner.c.claim_expires_at < now),
+            )
+            .order_by(inner.c.id).limit(limit).with_for_update(skip_locked=True)
+        )
+        if message_ids is not None:
+            if len(message_ids) > CHUNK:
+                raise InvalidField(f"claim within at most {CHUNK} message ids at a time")
+            pick = pick.where(inner.c.id.in_(list(message_ids)))
+        if submission_date is not None:
+            pick = pick.where(inner.c.submission_date == submission_date)
+        stmt = (
+            update(messages).where(messages.c.id.in_(pick.scalar_subquery()))
+            .values(claimed_by=worker, claim_token=str(uuid.uuid4()),
+                    claim_expires_at=now + dt.timedelta(seconds=lease_seconds))
+            .returning(*_REF_COLUMNS)
+        )
+        with self._write() as conn:
+            rows = conn.execute(stmt).all()
+        return sorted((_ref(r) for r in rows), key=lambda r: r.id)
+
+    def release(self, message_ids: Iterable[int], worker: str) -> int:
+        """Give back ``worker``'s claims on these messages; returns how many were released."""
+        ids = list(message_ids)
+        released = 0
+        with self._write() as conn:
+            for chunk in _chunks(ids):
+                released += conn.execute(
+                    update(messages).where(messages.c.id.in_(chunk), messages.c.claimed_by == worker)
+                    .values(claimed_by=None, claim_token=None, claim_expires_at=None)
+                ).rowcount
+        return released
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def message_ids(
+        self,
+        submission_date: dt.date | None = None,
+        states: Iterable[MessageState | str] | None = None,
+        source_system: str | None = None,
+    ) -> list[int]:
+        """Ids of messages (of a submission date, in states), in stable id order for chunking."""
+        stmt = select(messages.c.id).order_by(messages.c.id)
+        if submission_date is not None:
+            stmt = stmt.where(messages.c.submission_date == submission_date)
+        if states is not None:
+            stmt = stmt.where(messages.c.state.in_([MessageState(s).value for s in states]))
+        if source_system is not None:
+            stmt = stmt.where(messages.c.source_system == source_system)
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def messages(self, message_ids: Iterable[int]) -> list[Message]:
+        """Full rows of these messages, in id order."""
+        ids = list(message_ids)
+        out: list[Message] = []
+        with self._read() as conn:
+            for chunk in _chunks(ids):
+                out.extend(_message(r) for r in conn.execute(
+                    select(messages).where(messages.c.id.in_(chunk)).order_by(messages.c.id)))
+        return sorted(out, key=lambda m: m.id)
+
+    def refs(self, message_ids: Iterable[int]) -> list[MessageRef]:
+        """The keys of these messages, in id order."""
+        ids = list(message_ids)
+        out: list[MessageRef] = []
+        with self._read() as conn:
+            for chunk in _chunks(ids):
+                out.extend(_ref(r) for r in conn.execute(select(*_REF_COLUMNS).where(messages.c.id.in_(chunk))))
+        return sorted(out, key=lambda r: r.id)
+
+    def _select_messages(self, *where) -> list[Message]:
+        with self._read() as conn:
+            return [_message(r) for r in conn.execute(select(messages).where(*where).order_by(messages.c.id))]
+
+    def get(self, message_uuid: str) -> Message | None:
+        """The message with this MeMo messageUUID (or SF1601 transaction id)."""
+        key = message_uuid.strip().lower()
+        found = self._select_messages(or_(messages.c.message_uuid == key, messages.c.transaction_id == key))
+        return found[0] if found else None
+
+    def by_submission_id(self, submission_id: str, source_system: str | None = None) -> list[Message]:
+        where = [messages.c.submission_id == submission_id]
+        if source_system is not None:
+            where.append(messages.c.source_system == source_system)
+        return self._select_messages(*where)
+
+    def by_case_number(self, case_number: str) -> list[Message]:
+        return self._select_messages(messages.c.case_number == case_number)
+
+    def by_recipient(self, id_type: IdType | str, identifier: str) -> list[Message]:
+        """Messages to one recipient, found by the keyed hash (the clear number is not stored)."""
+        hashed = self._recipient_columns(id_type, identifier)["recipient_hash"]
+        return self._select_messages(messages.c.recipient_hash == hashed)
+
+    def find(self, query: str) -> list[Message]:
+        """Messages matching a message UUID / transaction id, a submission id or a case number."""
+        query = query.strip()
+        try:
+            uuid.UUID(query)
+        except ValueError:
+            pass
+        else:
+            found = self.get(query)
+            if found:
+                return [found]
+        return self._select_messages(or_(messages.c.submission_id == query, messages.c.case_number == query))
+
+    def history(self, message_id: int) -> list[Event]:
+        """A message's events, oldest first."""
+        with self._read() as conn:
+            return [
+                Event(r.id, r.message_id, MessageState(r.from_state) if r.from_state else None,
+                      MessageState(r.to_state), r.at, r.actor, r.detail)
+                for r in conn.execute(
+                    select(events).where(events.c.message_id == message_id).order_by(events.c.id))
+            ]
+
+    def conflicts(self, submission_date: dt.date | None = None) -> list[Conflict]:
+        stmt = select(conflicts).order_by(conflicts.c.id)
+        if submission_date is not None:
+            stmt = stmt.where(conflicts.c.submission_date == submission_date)
+        with self._read() as conn:
+            return [_conflict(r) for r in conn.execute(stmt)]
+
+    def awaiting_receipt(
+        self, older_than_hours: float, *, now: dt.datetime | None = None, limit: int | None = None
+    ) -> list[MessageRef]:
+        """Messages SUBMITTED more than ``older_than_hours`` ago with no receipt yet (reconciliation)."""
+        cutoff = (now or _now()) - dt.timedelta(hours=older_than_hours)
+        stmt = (
+            select(*_REF_COLUMNS)
+            .where(messages.c.state == S.SUBMITTED.value, messages.c.submitted_at < cutoff)
+            .order_by(messages.c.id).limit(limit)
+        )
+        with self._read() as conn:
+            return [_ref(r) for r in conn.execute(stmt)]
+
+    def report(self, submission_date: dt.date, *, overdue_hours: float = 24, now: dt.datetime | None = None) -> Report:
+        """Counts by state, channel and source system for one submission date."""
+        on_date = messages.c.submission_date == submission_date
+        cutoff = (now or _now()) - dt.timedelta(hours=overdue_hours)
+        with self._read() as conn:
+            by_state = dict.fromkeys((s.value for s in MessageState), 0)
+            for state, n in conn.execute(
+                    select(messages.c.state, func.count()).where(on_date).group_by(messages.c.state)):
+                by_state[state] = n
+            by_channel = {"digital": 0, "physical": 0, "none": 0}
+            for channel, n in conn.execute(
+                    select(messages.c.channel, func.count()).where(on_date).group_by(messages.c.channel)):
+                by_channel[channel or "none"] = n
+            by_source: dict[str, dict[str, int]] = {}
+            for source, state, n in conn.execute(
+                select(messages.c.source_system, messages.c.state, func.count())
+                .where(on_date).group_by(messages.c.source_system, messages.c.state)
+                .order_by(messages.c.source_system)
+            ):
+                by_source.setdefault(source, {})[state] = n
+            found = [_conflict(r) for r in conn.execute(
+                select(conflicts).where(conflicts.c.submission_date == submission_date).order_by(conflicts.c.id))]
+            pending = conn.execute(
+                select(func.count()).select_from(receipts).where(receipts.c.disposition.is_(None))).scalar_one()
+            overdue = conn.execute(
+                select(func.count()).select_from(messages).where(
+                    on_date, messages.c.state == S.SUBMITTED.value, messages.c.submitted_at < cutoff)
+            ).scalar_one()
+        return Report(submission_date, sum(by_state.values()), by_state, by_channel, by_source, found, pending, overdue)
+
+    # -- receipts -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _receipt_key(r: Receipt, state: MessageState) -> str:
+        parts = (r.message_uuid.strip().lower(), state.value, r.channel or "", r.status_code or "",
+                 r.error_code or "", r.at.astimezone(dt.UTC).isoformat() if r.at else "")
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def apply_receipts(self, items: Iterable[Receipt | tuple], actor: str = "receipts") -> ReceiptResult:
+        """Store delivery receipts and apply them; safe to call again with the same receipts.
+
+        Returns counts for the receipts settled by this call (new ones and earlier pending ones);
+        ``pending`` is the number of receipts in the ledger still waiting for their message.
+        """
+        now = _now()
+        rows: dict[str, dict[str, Any]] = {}
+        for item in items:
+            r = item if isinstance(item, Receipt) else Receipt(*item)
+            state = MessageState(r.state)
+            if state not in RECEIPT_OUTCOMES:
+                raise InvalidField(f"a receipt cannot move a message to {state}")
+            channel = r.channel.value if isinstance(r.channel, Channel) else r.channel
+            key = self._receipt_key(Receipt(r.message_uuid, state, channel, r.status_code, r.error_code,
+                                            r.error_text, r.at), state)
+            rows.setdefault(key, {
+                "receipt_key": key, "message_uuid": r.message_uuid.strip().lower(), "outcome": state.value,
+                "channel": channel, "status_code": r.status_code, "error_code": r.error_code,
+                "error_text": identity.scrub(r.error_text), "at": r.at, "received_at": now,
+            })
+        with self._write() as conn:
+            inserted = 0
+            batch = list(rows.values())
+            for chunk in _chunks(batch, 1000):
+                inserted += len(conn.execute(self._insert(receipts).returning(receipts.c.id), list(chunk)).all())
+            applied, duplicates, stale = self._settle_receipts(conn, now, actor)
+            pending = conn.execute(
+                select(func.count()).select_from(receipts).where(receipts.c.disposition.is_(None))).scalar_one()
+        return ReceiptResult(applied, duplicates + (len(batch) - inserted), stale, pending)
+
+    def _settle_receipts(
+        self, conn: Connection, now: dt.datetime, actor: str, message_ids: Sequence[int] | None = None
+    ) -> tuple[int, int, int]:
+        """Apply pending receipts whose message is known; returns (applied, duplicate, stale)."""
+        stmt = (
+            select(receipts, messages.c.id.label("mid"), messages.c.state.label("mstate"))
+            .join(messages, messages.c.message_uuid == receipts.c.message_uuid)
+            .where(receipts.c.disposition.is_(None))
+            .order_by(receipts.c.id)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(of=messages)
+        chunks = _chunks(list(message_ids)) if message_ids is not None else [None]
+        applied = duplicates = stale = 0
+        for chunk in chunks:
+            q = stmt if chunk is None else stmt.where(messages.c.id.in_(chunk))
+            pending = conn.execute(q).all()
+            if not pending:
+                continue
+            state_now = {r.mid: MessageState(r.mstate) for r in pending}
+            moves: dict[MessageState, list] = defaultdict(list)
+            settled: list[dict[str, Any]] = []
+            for r in pending:
+                outcome, current = MessageState(r.outcome), state_now[r.mid]
+                if current is outcome:
+                    disposition = "duplicate"
+                elif current in AWAITING_RECEIPT:
+                    disposition = "applied"
+                    values: dict[str, Any] = {"receipt_status": r.status_code}
+                    channel = r.channel or _CHANNEL_OF.get(outcome)
+                    if channel:
+                        values["channel"] = channel
+                    if outcome is S.FAILED:
+                        values["reason_code"] = r.error_code or "delivery_failed"
+                        values["reason_text"] = r.error_text
+                    detail = "receipt: " + " / ".join(
+                        p for p in (r.status_code, r.error_code, r.error_text) if p) if (
+                        r.status_code or r.error_code or r.error_text) else "receipt"
+                    moves[outcome].append((r.mid, current.value, detail, values, r.at))
+                    state_now[r.mid] = outcome
+                elif current in BEFORE_SUBMISSION:
+                    disposition = None  # not submitted yet: stays pending
+                else:
+                    disposition = "stale"
+                settled.append({"r_id": r.id, "r_mid": r.mid, "r_disp": disposition,
+                                "r_at": now if disposition else None})
+                applied += disposition == "applied"
+                duplicates += disposition == "duplicate"
+                stale += disposition == "stale"
+            for outcome, group in moves.items():
+                self._write_moves(conn, outcome, group, actor, now)
+            conn.execute(
+                update(receipts).where(receipts.c.id == bindparam("r_id"))
+                .values(message_id=bindparam("r_mid"), disposition=bindparam("r_disp"), settled_at=bindparam("r_at")),
+                settled,
+            )
+        return applied, duplicates, stale
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def ids_for(self, message_uuids: Iterable[str]) -> list[int]:
+        """Message ids for MeMo message UUIDs; raises :class:`UnknownMessage` for any unknown one."""
+        keys = [u.strip().lower() for u in message_uuids]
+        found: dict[str, int] = {}
+        with self._read() as conn:
+            for chunk in _chunks(keys):
+                found.update(conn.execute(
+                    select(messages.c.message_uuid, messages.c.id).where(messages.c.message_uuid.in_(chunk))).all())
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise UnknownMessage(f"no message {missing[0]} in the ledger")
+        return [found[k] for k in keys]
+
+    def cancel(self, message_ids: Iterable[int], actor: str, reason: str) -> TransitionResult:
+        """Cancel messages not yet submitted (RECEIVED, VALIDATED, STAMPED, RENDERED)."""
+        try:
+            return self.transition(message_ids, S.CANCELLED, actor, detail=reason,
+                                   reason_code="cancelled", reason_text=reason)
+        except IllegalTransition as exc:
+            raise IllegalTransition(exc.from_state, exc.to_state, exc.message_uuid, exc.count,
+                                    why="only a message not yet submitted can be cancelled") from None
+
+    def requeue(self, message_ids: Iterable[int], actor: str, reason: str | None = None) -> TransitionResult:
+        """Send FAILED messages back to where they can be resent from (see ``requeue_target``).
+
+        The attempt count, failure reason and any claim are reset; the history keeps them.
+        """
+        ids = list(dict.fromkeys(message_ids))
+        moved: list[int] = []
+        with self._write() as conn:
+            now = _now()
+            for chunk in _chunks(ids):
+                current = self._lock(conn, chunk, messages.c.failed_from)
+                wrong = [r for r in current.values() if r.state != S.FAILED.value]
+                if wrong:
+                    raise IllegalTransition(wrong[0].state, "requeue", wrong[0].message_uuid, len(wrong),
+                                            why="only a FAILED message can be requeued")
+                targets: dict[MessageState, list[int]] = defaultdict(list)
+                for r in current.values():
+                    targets[requeue_target(r.failed_from)].append(r.id)
+                for target, group in targets.items():
+                    conn.execute(insert(events).from_select(
+                        ["message_id", "from_state", "to_state", "at", "actor", "detail"],
+                        select(messages.c.id, messages.c.state, literal(target.value), literal(now, UtcDateTime()),
+                               literal(actor), literal(identity.scrub(reason) or "requeued", Text()))
+                        .where(messages.c.id.in_(group)),
+                    ))
+                    conn.execute(update(messages).where(messages.c.id.in_(group)).values(
+                        state=target.value, updated_at=now, state_changed_at=now, attempts=0, failed_from=None,
+                        reason_code=None, reason_text=None, claimed_by=None, claim_token=None,
+                        claim_expires_at=None,
+                    ))
+                    moved.extend(group)
+        return TransitionResult(moved, [])
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def purge(self, older_than_days: float, actor: str, *, now: dt.datetime | None = None) -> int:
+        """Remove personal data of messages settled more than ``older_than_days`` ago.
+
+        Clears the masked recipient, its keyed hash, the title, the reason text and receipt error
+        texts; keeps the state, identifiers and the whole event history (plus one event noting the
+        purge). Settled: REJECTED, DELIVERED_*, CANCELLED, and FAILED. Returns the number purged.
+        """
+        now = now or _now()
+        cutoff = now - dt.timedelta(days=older_than_days)
+        due = and_(
+            messages.c.state.in_([s.value for s in SETTLED]),
+            messages.c.state_changed_at < cutoff,
+            messages.c.purged_at.is_(None),
+        )
+        detail = f"personal data removed (retention {older_than_days:g} days)"
+        with self._write() as conn:
+            conn.execute(insert(events).from_select(
+                ["message_id", "from_state", "to_state", "at", "actor", "detail"],
+                select(messages.c.id, messages.c.state, messages.c.state, literal(now, UtcDateTime()),
+                       literal(actor), literal(detail, Text())).where(due),
+            ))
+            purged = conn.execute(update(messages).where(due).values(
+                recipient_masked=None, recipient_hash=None, title=None, reason_text=None, purged_at=now,
+                updated_at=now,
+            )).rowcount
+            conn.execute(
+                update(receipts).where(
+                    receipts.c.error_text.is_not(None),
+                    receipts.c.message_id.in_(select(messages.c.id).where(messages.c.purged_at.is_not(None))),
+                ).values(error_text=None)
+            )
+        return purged
