@@ -390,7 +390,8 @@ def _content_data(header: etree._Element, letter: OutboundLetter) -> None:
                                (f"{f}activityFacet", fr.activity_facet), (f"{f}label", fr.label)])
     # further classifications (MeMo allows one of each) as AdditionalContentData, at most 10
     extra: list[tuple[str, str, str]] = []
-    extra += [("KLE", k.label or "KLE", k.subject_key) for k in att.kle if k is not kle]
+    extra += [("KLE", k.label or "KLE", k.subject_key) for k in att.kle
+              if kle is None or k.subject_key != kle.subject_key]
     extra += [("FORM", f.label or "FORM", f.task_key) for f in att.form[1:]]
     extra += [("Ejendom", "Ejendomsnummer", n) for n in att.cadastral_numbers[1:]]
     for kind, name, value in extra[:10]:
