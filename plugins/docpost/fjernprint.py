@@ -23,7 +23,6 @@ from docpost.memo import (
     OutboundLetter,
     redact,
     parse_xml,
-    safe_parser,
     schema_issues,
     utc_z,
 )
@@ -570,6 +569,4 @@ def parse_kombi_request(xml: bytes) -> KombiRequest:
 
 def _standalone(el: etree._Element) -> bytes:
     """An element as its own UTF-8 document (namespace declarations it uses included)."""
-    copy = etree.fromstring(etree.tostring(el), safe_parser())
-    etree.cleanup_namespaces(copy)
-    return etree.tostring(copy, xml_declaration=True, encoding="UTF-8")
+    return etree.tostring(el, xml_declaration=True, encoding="UTF-8", with_tail=False)
