@@ -215,7 +215,7 @@ _BUILDING = re.compile(r"([1-9]|[1-9][0-9]|[1-9][0-9]{2})|([1-9][A-Z]|[1-9][0-9]
 _FLOOR = re.compile(r"[1-9]|[1-9][0-9]|KL|ST|kl|st|k[2-9]|K[2-9]")
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
+def _sub(parent: etree._Element, tag: str, text: str | bytes | None = None) -> etree._Element:
     el = etree.SubElement(parent, tag)
     if text is not None:
         el.text = text
@@ -346,7 +346,7 @@ def forsendelse_tree(letter: OutboundLetter, options: PrintOptions | None = None
         _modtager_adresse(modtager, recipient)
 
     _sub(root, f"{_D}FilformatNavn", FILE_FORMAT_PDF)
-    _sub(root, f"{_D}MeddelelseIndholdData", base64.b64encode(letter.pdf).decode("ascii"))
+    _sub(root, f"{_D}MeddelelseIndholdData", base64.b64encode(letter.pdf))
     trans = _sub(root, f"{_F}TransaktionsParametreI")
     _sub(trans, f"{_F}TransaktionsDatoTid", utc_z(letter.created))
 
@@ -385,7 +385,7 @@ def forsendelse_tree(letter: OutboundLetter, options: PrintOptions | None = None
             _sub(bilag, f"{_F}BilagNavn", (label or filename)[:300])
             _sub(bilag, f"{_D}FilformatNavn", FILE_FORMAT_PDF)
             _sub(bilag, f"{_F}BilagSorteringsIndeksIdentifikator", str(index))
-            _sub(bilag, f"{_D}VedhaeftningIndholdData", base64.b64encode(content).decode("ascii"))
+            _sub(bilag, f"{_D}VedhaeftningIndholdData", base64.b64encode(content))
     return root
 
 

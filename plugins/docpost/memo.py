@@ -103,7 +103,7 @@ class OutboundLetter:
     reply: model.ReplyAddress
     pdf: bytes  # the main document
     attachments: list[tuple[str, str | None, bytes]] = field(default_factory=list)
-    sender_cvr: str = ""
+    sender_cvr: str = field(default_factory=lambda: config.settings().sender_cvr)
     sender_label: str = "Søby Kommune"
     created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     channel_wish: model.ChannelWish = model.ChannelWish.AUTO
@@ -169,7 +169,7 @@ def load_schema(relative: Path | str, driver: str | None = None) -> etree.XMLSch
 
 
 _CLARK = re.compile(r"\{([^}]*)\}")
-_VALUE = re.compile(r"(The value |^|Element '[^']*': )'[^']*'(?= is not| does not)")
+_VALUE = re.compile(r"(The value |^|Element '[^']*': )'.*?'(?= is not| does not)")
 _DIGITS = re.compile(r"\d{6,}")
 
 
@@ -274,7 +274,7 @@ def utc_z(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
+def _sub(parent: etree._Element, tag: str, text: str | bytes | None = None) -> etree._Element:
     el = etree.SubElement(parent, tag)
     if text is not None:
         el.text = text
@@ -290,7 +290,7 @@ def _file(parent: etree._Element, filename: str, content: bytes) -> None:
     _sub(f, f"{_M}encodingFormat", PDF_MIME)
     _sub(f, f"{_M}filename", filename)
     _sub(f, f"{_M}language", LANGUAGE)
-    _sub(f, f"{_M}content", base64.b64encode(content).decode("ascii"))
+    _sub(f, f"{_M}content", base64.b64encode(content))
 
 
 def _sender(header: etree._Element, letter: OutboundLetter) -> None:
