@@ -1,0 +1,1 @@
+"""Delivery channels: SF1601 KombiPostAfsend (Digital Post with the physical fallback)."""
