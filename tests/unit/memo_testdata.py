@@ -39,7 +39,7 @@ def make_letter(
     id_type: model.IdType = model.IdType.CPR,
     identifier: str = CPR,
     name: str = "Jens Hansen",
-    addr: model.PostalAddress | None = None,
+    addr: model.PostalAddress | bool | None = None,  # None: a default address, False: none
     title: str = "Afgørelse om boligstøtte",
     reply: model.ReplyAddress | None = None,
     attention: model.Attention | None = None,
@@ -55,7 +55,9 @@ def make_letter(
     seed: int = 1,
 ) -> OutboundLetter:
     """One letter; identifiers derive from ``seed`` so output is deterministic."""
-    recipient = model.Recipient(id_type, identifier, name, addr if addr is not None else address())
+    if addr is None:
+        addr = address()
+    recipient = model.Recipient(id_type, identifier, name, addr or None)
     manifest = model.Manifest(
         recipient=recipient, title=title, document_type="afgoerelse", channel_wish=channel_wish,
         files=(model.ContentFile("brev.xml", model.FileRole.LETTER),),

@@ -363,3 +363,30 @@ def test_schema_comes_from_schema_dir(monkeypatch, tmp_path, examples):
     monkeypatch.setenv("DOCPOST_SCHEMA_DIR", str(tmp_path))
     with pytest.raises(OSError):
         memo.validate_memo(examples["MeMo_Minimum_Example.xml"])
+
+
+def test_cli_memo_check(examples, tmp_path, capsys):
+    from docpost import cli, fjernprint
+
+    good = tmp_path / "good.xml"
+    good.write_bytes(examples["MeMo_Full_Example.xml"])
+    letter = make_letter()
+    kombi = tmp_path / "kombi.xml"
+    kombi.write_bytes(fjernprint.build_kombi_request(
+        "Automatisk Valg", memo.build_memo(letter), fjernprint.build_forsendelse(letter)))
+    assert cli.main(["memo", "check", str(good), str(kombi)]) == 0
+    out = capsys.readouterr().out
+    assert "good.xml: MeMo message valid" in out and "kombi_request (Automatisk Valg) valid" in out
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(_minimum(examples, "2024-05-03T12:00:00Z", "2024-05-03T12:00:00"))
+    assert cli.main(["memo", "check", str(bad)]) == 1
+    assert "createdDateTime" in capsys.readouterr().out
+
+
+def test_sender_attention_from_case_document():
+    att = _xml(memo.build_memo(make_letter(case=full_case()))).find(
+        f"{M}MessageHeader/{M}Sender/{M}AttentionData")
+    assert [etree.QName(c).localname for c in att] == ["ContentResponsible", "GeneratingSystem"]
+    assert att.findtext(f"{M}ContentResponsible/{M}contentResponsibleID") == \
+        "a1b2c3d4-0000-4000-8000-000000000003"
+    assert att.findtext(f"{M}GeneratingSystem/{M}label") == "SBSYS"
