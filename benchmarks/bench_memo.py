@@ -22,7 +22,8 @@ def letters(n: int, seed: int = 11) -> list[memo.OutboundLetter]:
     day = dt.date(2026, 11, 27)
     out = []
     for i in range(n):
-        cpr = f"{rnd.randint(1, 28):02d}{rnd.randint(1, 12):02d}{rnd.randint(40, 99):02d}{rnd.randint(0, 9999):04d}"
+        cpr = (f"{rnd.randint(1, 28):02d}{rnd.randint(1, 12):02d}"
+               f"{rnd.randint(40, 99):02d}{rnd.randint(0, 9999):04d}")
         recipient = model.Recipient(
             model.IdType.CPR, cpr, f"Borger {i}",
             model.PostalAddress("Vestergade", f"{rnd.randint(1, 199)}", "8000", "Aarhus C"),

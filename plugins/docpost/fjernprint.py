@@ -118,7 +118,7 @@ class KombiContentError(KombiRequestError):
 
 
 def _schema_aggregates(oio: Path) -> list[tuple[str, str]]:
-    """An entry XSD importing each namespace once, leaves first.
+    """One aggregate XSD per namespace, ``(namespace, text)``, in dependency order (leaves first).
 
     libxml2 honours only the first ``xs:import`` of a namespace, and the KOMBIT files import the
     same namespace from many files; so each namespace gets an in-memory aggregate that includes
