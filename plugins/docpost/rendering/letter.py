@@ -175,7 +175,13 @@ class _LetterCanvas(Canvas):
             self._letter_footer(self, number, total)
             super().showPage()
         self._finish(self)
-        super().save()
+        from reportlab import rl_config
+
+        a85, rl_config.useA85 = rl_config.useA85, 0  # binary Flate streams: ~20 % smaller than ASCII85
+        try:
+            super().save()
+        finally:
+            rl_config.useA85 = a85
 
 
 class _Renderer:
