@@ -401,7 +401,7 @@ def _paragraph(rng: random.Random) -> str:
 
 def _letter_blocks(rng: random.Random, title: str, doc_type: str, pages: int) -> list[tuple]:
     blocks: list[tuple] = [("h", title, 1)]
-    paragraphs = pages * 6 + rng.randrange(-2, 2)
+    paragraphs = pages * 7 - rng.randrange(0, 3)  # about 2,500 characters a page
     for i in range(paragraphs):
         if i and i % 4 == 0:
             blocks.append(("h", rng.choice(("Begrundelse", "Det skal du gøre", "Regler", "Klagevejledning", "Økonomi")), 2))

@@ -175,6 +175,8 @@ class LocalSubmission:
     def list_files(self) -> dict[str, int]:
         files: dict[str, int] = {}
         seen = 0
+        if not self.path.is_dir():
+            raise SourceError("the submission folder does not exist")
         try:
             for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
                 rel = os.path.relpath(dirpath, self.path)
@@ -284,7 +286,7 @@ def filename_problems(name: str) -> list[tuple[str, str]]:
         problems.append(("filename.control-characters", "the file name contains control characters or line breaks"))
     if any(ch in _FORBIDDEN_CHARS for ch in name):
         problems.append(("filename.forbidden-characters", 'the file name contains one of < > : " | ? *'))
-    if any((unicodedata.category(ch) in ("Zs", "Zl", "Zp") and ch != " ") or unicodedata.category(ch) == "Cf" for ch in name):
+    if any((unicodedata.category(ch) == "Zs" and ch != " ") or unicodedata.category(ch) == "Cf" for ch in name):
         problems.append(("filename.unusual-space", "the file name contains unusual Unicode spaces or invisible characters"))
     if len(name.encode("utf-8", "surrogateescape")) > MAX_FILENAME_BYTES:
         problems.append(("filename.too-long", f"a file name may be at most {MAX_FILENAME_BYTES} bytes"))
@@ -611,7 +613,7 @@ def _check_content(run: _Run, manifest_tree, content: list[model.ContentFile], b
             run.add("files.reserved-name", "a content file may not be manifest.xml, att.xml, s&d.xml or _READY", name, None, path)
             continue
         if name not in run.listing:
-            run.add("files.missing", "the manifest names this file, but the submission does not contain it", name, None, path)
+            run.add("files.missing", "the manifest names this file, but the submission holds no such regular file", name, None, path)
             continue
         if item.role is model.FileRole.LETTER:
             tree = run.load_xml(name, "letter", MAX_LETTER_BYTES)
