@@ -205,3 +205,29 @@ def test_retry_after_parsing_and_scrubbing():
     assert scrub("recipientID 0101901234 / 010190-1234, CVR 29189846, tx "
                  "1ab6eb87-a457-4ad3-8952-ed8f18a1676a") == (
         "recipientID 010190-**** / 010190-****, CVR 2918****, tx 1ab6eb87-a457-4ad3-8952-ed8f18a1676a")
+
+
+def test_refused_or_expired_credentials_never_fail_the_letter(tmp_path, pki):  # noqa: F811
+    from docpost.channels.sf1601 import SF1601Client, transaction_time
+
+    handle = start(tmp_path, pki, config={"access_lifetime": 0.5})
+    try:
+        tx, msg, body = kombi_request(50, cpr_for(50))
+        with SF1601Client(handle.url, "123", cert=(str(pki.client_cert), str(pki.client_key)),
+                          ca=str(pki.ca_cert), timeout=2) as wrong_cvr:
+            outcome = wrong_cvr.send_with_retry(tx, body, attempts=2, backoff=0.01)
+        assert outcome.outcome is Outcome.RETRYABLE and outcome.reason == "token_refused"
+
+        with client_for(handle, pki, token_margin=0.0) as c:
+            stale = c.authorization()
+            time.sleep(0.7)
+            with handle.http() as http:
+                refused = http.post("/service/KombiPostAfsend_1/kombi", content=body, headers={
+                    "Authorization": stale, "x-TransaktionsId": tx,
+                    "x-TransaktionsTid": transaction_time(), "Content-Type": "application/xml"})
+            assert refused.status_code == 401 and b"token.expired" in refused.content
+            assert c.send_with_retry(tx, body).accepted  # the client renews by itself
+            assert c.token_calls["access"] == 2
+        assert handle.stats()["deliveries"] == {msg: 1}
+    finally:
+        handle.stop()

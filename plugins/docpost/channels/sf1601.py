@@ -76,7 +76,11 @@ class Retryable(SF1601Error):
 
 
 class Permanent(SF1601Error):
-    """The service refused the letter (4xx, schema rejection): resending cannot help."""
+    """The service refused the letter (4xx, schema rejection): resending cannot help.
+
+    401/403 and refused tokens are not permanent for the letter: they are :class:`Retryable`
+    (the municipality's credentials need fixing, the letter is fine).
+    """
 
     def __init__(self, reason: str, message: str, *, status_code: int | None = None,
                  error_code: str | None = None, error_text: str | None = None) -> None:
@@ -202,16 +206,15 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     return code, scrub(str(text) if text is not None else None)
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
+def _is_tls_failure(exc: httpx.TransportError) -> bool:
+    """A failed handshake or a refused certificate (nothing was processed by the service)."""
     seen: BaseException | None = exc
+    ssl_error = certificate = False
     while seen is not None:
-        if isinstance(seen, ssl.SSLError) or "SSL" in type(seen).__name__:
-            return True
-        text = str(seen).lower()
-        if "certificate" in text or "tlsv1 alert" in text or "ssl" in text:
-            return True
+        ssl_error = ssl_error or isinstance(seen, ssl.SSLError)
+        certificate = certificate or "certificate" in str(seen).lower()
         seen = seen.__cause__ or seen.__context__
-    return False
+    return ssl_error and (certificate or isinstance(exc, httpx.ConnectError))
 
 
 def classify_transport_error(exc: httpx.TransportError, what: str) -> SF1601Error:
@@ -238,9 +241,10 @@ def classify_response(response: httpx.Response, what: str) -> SF1601Error | None
                          retry_after=parse_retry_after(response.headers.get("retry-after")))
     if status >= 500 or status == 408:
         return Retryable("server_error", f"{what}: HTTP {status} {code or ''}".strip(), status_code=status)
-    if status == 401:
-        return Permanent("unauthorized", f"{what}: HTTP 401, token refused", status_code=status,
-                         error_code=code, error_text=text)
+    if status in (401, 403):  # our credentials or agreement, not the letter: keep it for later
+        return Retryable("unauthorized" if status == 401 else "forbidden",
+                         f"{what}: HTTP {status} {code or ''}: token or certificate refused",
+                         status_code=status)
     reason = "schema_rejected" if status == 400 else "rejected"
     return Permanent(reason, f"{what}: HTTP {status} {code or ''}: {text or 'no details'}",
                      status_code=status, error_code=code, error_text=text)
@@ -418,8 +422,12 @@ class SF1601Client:
             raise Permanent("bad_transaction_id", "x-TransaktionsId must be a UUID") from exc
         transaction_id = str(parsed)
         for attempt in (1, 2):
+            try:
+                authorization = self.authorization()
+            except Permanent as exc:  # the STS refused us: a configuration problem, not the letter's
+                raise Retryable("token_refused", exc.message, status_code=exc.status_code) from exc
             headers = {
-                "Authorization": self.authorization(),
+                "Authorization": authorization,
                 "x-TransaktionsId": transaction_id,
                 "x-TransaktionsTid": transaction_time(),
                 "Content-Type": "application/xml",

@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="create a throwaway CA, server and client certificate in DIR and use them")
     for key, flag in FAULT_FLAGS.items():
         kind = int if key == "retry_after" else float
-        p.add_argument(flag, dest=f"fault_{key}", type=kind, default=None, help=_FAULT_HELP[key])
+        metavar = "SECONDS" if key.endswith("seconds") or key == "retry_after" else "SHARE"
+        p.add_argument(flag, dest=f"fault_{key}", type=kind, default=None, metavar=metavar,
+                       help=_FAULT_HELP[key])
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     p.add_argument("--default-recipient", choices=("digital", "physical", "unknown"),
                    default="digital", help="status of recipients not in the register")
