@@ -208,11 +208,20 @@ class Receipt:
 
     message_uuid: str
     state: MessageState  # DELIVERED_DIGITAL | DELIVERED_PHYSICAL | FAILED
-    channel: str | None = None  # digital | physical
+    channel: str | None = None  # digital | physical (KanalKode "Digital Post" / "Fysisk Post" accepted)
     status_code: str | None = None  # TransaktionsStatusKode, e.g. "Afleveret Digital Post"
     error_code: str | None = None  # FejlKode
     error_text: str | None = None  # FejlTekst (scrubbed of CPR/CVR numbers before storage)
     at: dt.datetime | None = None  # TransaktionsDatoTid (UTC)
+
+    @classmethod
+    def of(cls, status: Any, state: MessageState | str) -> Receipt:
+        """A receipt from a parsed PKO_PostStatus (``docpost.receipts.PostStatus``) and its outcome."""
+        return cls(
+            message_uuid=status.message_uuid, state=MessageState(state), channel=getattr(status, "channel", None),
+            status_code=getattr(status, "status_code", None), error_code=getattr(status, "error_code", None),
+            error_text=getattr(status, "error_text", None), at=getattr(status, "transaction_time", None),
+        )
 
 
 @dataclass(frozen=True)

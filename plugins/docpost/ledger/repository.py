@@ -97,11 +97,23 @@ _REF_COLUMNS = (
 _CHANNEL_OF = {S.DELIVERED_DIGITAL: Channel.DIGITAL.value, S.DELIVERED_PHYSICAL: Channel.PHYSICAL.value}
 
 
+def channel_value(value: Any) -> str | None:
+    """``digital`` / ``physical`` from a Channel, its value, or a KanalKode ("Digital Post", "Fysisk Post")."""
+    if value is None:
+        return None
+    text = str(getattr(value, "value", value)).strip().lower()
+    if "digital" in text:
+        return Channel.DIGITAL.value
+    if "fysisk" in text or "physical" in text:
+        return Channel.PHYSICAL.value
+    raise InvalidField(f"unknown channel {value!r}")
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -136,6 +148,7 @@ class Ledger:
         self.url = normalise_url(url if url is not None else resolve_url())
         self.engine = create_ledger_engine(self.url)
         self._key = pseudonym_key if pseudonym_key is not None else settings().pseudonym_key
+        self.chunk_size = CHUNK  # ids per statement
 
     @classmethod
     def from_settings(cls, *, airflow: bool | None = None) -> Ledger:
@@ -205,37 +218,35 @@ class Ledger:
         now = _now()
         out: list[RegisteredMessage] = []
         found: list[Conflict] = []
+        made: set[int] = set()
         with self._write() as conn:
-            for chunk in _chunks(regs):
+            for chunk in _chunks(regs, self.chunk_size):
                 rows: dict[tuple[str, str], dict[str, Any]] = {}
                 for reg in chunk:
                     key = (reg.source_system, reg.submission_id)
                     if key not in rows:
                         rows[key] = self._row_for(reg, now)
-                stmt = self._insert(messages).returning(messages.c.id)
-                created_ids = {r.id for r in conn.execute(stmt, list(rows.values()))}
-                if created_ids:
-                    conn.execute(
-                        insert(events),
-                        [
-                            {"message_id": r.id, "from_state": None, "to_state": S.RECEIVED.value, "at": now,
-                             "actor": actor, "detail": f"registered from {r.s3_prefix}"}
-                            for r in conn.execute(
-                                select(messages.c.id, messages.c.s3_prefix)
-                                .where(messages.c.id.in_(created_ids)).order_by(messages.c.id)
-                            )
-                        ],
-                    )
+                conn.execute(self._insert(messages), list(rows.values()))
                 stored = {
                     (r.source_system, r.submission_id): r
                     for r in conn.execute(
                         select(
                             messages.c.id, messages.c.message_uuid, messages.c.transaction_id,
                             messages.c.source_system, messages.c.submission_id, messages.c.content_hash,
-                            messages.c.state,
-                        ).where(tuple_(messages.c.source_system, messages.c.submission_id).in_(list(rows)))
+                            messages.c.state, messages.c.s3_prefix, messages.c.created_at,
+                        ).where(messages.c.submission_id.in_(sorted({sid for _src, sid in rows})))
                     )
+                    if (r.source_system, r.submission_id) in rows
                 }
+                # rows stamped with this call's instant are the ones this call inserted
+                created_ids = {r.id for r in stored.values() if r.created_at == now} - made
+                made |= created_ids
+                if created_ids:
+                    conn.execute(insert(events), [
+                        {"message_id": r.id, "from_state": None, "to_state": S.RECEIVED.value, "at": now,
+                         "actor": actor, "detail": f"registered from {r.s3_prefix}"}
+                        for r in sorted(stored.values(), key=lambda r: r.id) if r.id in created_ids
+                    ])
                 clashes = []
                 for reg in chunk:
                     row = stored[(reg.source_system, reg.submission_id)]
@@ -305,10 +316,10 @@ class Ledger:
                 continue
             if name not in SETTABLE:
                 raise InvalidField(f"a transition cannot set {name!r}; settable: {', '.join(sorted(SETTABLE))}")
-            if hasattr(value, "value"):  # enums (Channel, ReplyType, ...)
+            if name == "channel":
+                value = channel_value(value)
+            elif hasattr(value, "value"):  # enums (ReplyType, ...)
                 value = value.value
-            if name == "channel" and value is not None and value not in {c.value for c in Channel}:
-                raise InvalidField(f"unknown channel {value!r}")
             if name in _FREE_TEXT:
                 value = identity.scrub(value)
             values[name] = value
@@ -402,7 +413,7 @@ class Ledger:
         moved, unchanged = [], []
         with self._write() as conn:
             now = _now()
-            for chunk in _chunks(ids):
+            for chunk in _chunks(ids, self.chunk_size):
                 move, same = self._check(self._lock(conn, chunk), to, expected, count_attempt)
                 unchanged.extend(same)
                 if not move:
@@ -443,7 +454,7 @@ class Ledger:
         moved, unchanged = [], []
         with self._write() as conn:
             now = _now()
-            for chunk in _chunks(list(by_id)):
+            for chunk in _chunks(list(by_id), self.chunk_size):
                 current = self._lock(conn, chunk)
                 move, same = self._check(current, to, expected, count_attempt)
                 unchanged.extend(same)
@@ -518,8 +529,8 @@ class Ledger:
             .order_by(inner.c.id).limit(limit).with_for_update(skip_locked=True)
         )
         if message_ids is not None:
-            if len(message_ids) > CHUNK:
-                raise InvalidField(f"claim within at most {CHUNK} message ids at a time")
+            if len(message_ids) > self.chunk_size:
+                raise InvalidField(f"claim within at most {self.chunk_size} message ids at a time")
             pick = pick.where(inner.c.id.in_(list(message_ids)))
         if submission_date is not None:
             pick = pick.where(inner.c.submission_date == submission_date)
@@ -538,7 +549,7 @@ class Ledger:
         ids = list(message_ids)
         released = 0
         with self._write() as conn:
-            for chunk in _chunks(ids):
+            for chunk in _chunks(ids, self.chunk_size):
                 released += conn.execute(
                     update(messages).where(messages.c.id.in_(chunk), messages.c.claimed_by == worker)
                     .values(claimed_by=None, claim_token=None, claim_expires_at=None)
@@ -569,7 +580,7 @@ class Ledger:
         ids = list(message_ids)
         out: list[Message] = []
         with self._read() as conn:
-            for chunk in _chunks(ids):
+            for chunk in _chunks(ids, self.chunk_size):
                 out.extend(_message(r) for r in conn.execute(
                     select(messages).where(messages.c.id.in_(chunk)).order_by(messages.c.id)))
         return sorted(out, key=lambda m: m.id)
@@ -579,7 +590,7 @@ class Ledger:
         ids = list(message_ids)
         out: list[MessageRef] = []
         with self._read() as conn:
-            for chunk in _chunks(ids):
+            for chunk in _chunks(ids, self.chunk_size):
                 out.extend(_ref(r) for r in conn.execute(select(*_REF_COLUMNS).where(messages.c.id.in_(chunk))))
         return sorted(out, key=lambda r: r.id)
 
@@ -696,12 +707,14 @@ class Ledger:
         """
         now = _now()
         rows: dict[str, dict[str, Any]] = {}
+        given = 0
         for item in items:
+            given += 1
             r = item if isinstance(item, Receipt) else Receipt(*item)
             state = MessageState(r.state)
             if state not in RECEIPT_OUTCOMES:
                 raise InvalidField(f"a receipt cannot move a message to {state}")
-            channel = r.channel.value if isinstance(r.channel, Channel) else r.channel
+            channel = channel_value(r.channel)
             key = self._receipt_key(Receipt(r.message_uuid, state, channel, r.status_code, r.error_code,
                                             r.error_text, r.at), state)
             rows.setdefault(key, {
@@ -717,7 +730,7 @@ class Ledger:
             applied, duplicates, stale = self._settle_receipts(conn, now, actor)
             pending = conn.execute(
                 select(func.count()).select_from(receipts).where(receipts.c.disposition.is_(None))).scalar_one()
-        return ReceiptResult(applied, duplicates + (len(batch) - inserted), stale, pending)
+        return ReceiptResult(applied, duplicates + (given - inserted), stale, pending)
 
     def _settle_receipts(
         self, conn: Connection, now: dt.datetime, actor: str, message_ids: Sequence[int] | None = None
@@ -731,7 +744,7 @@ class Ledger:
         )
         if self.dialect == "postgresql":
             stmt = stmt.with_for_update(of=messages)
-        chunks = _chunks(list(message_ids)) if message_ids is not None else [None]
+        chunks = _chunks(list(message_ids), self.chunk_size) if message_ids is not None else [None]
         applied = duplicates = stale = 0
         for chunk in chunks:
             q = stmt if chunk is None else stmt.where(messages.c.id.in_(chunk))
@@ -784,7 +797,7 @@ class Ledger:
         keys = [u.strip().lower() for u in message_uuids]
         found: dict[str, int] = {}
         with self._read() as conn:
-            for chunk in _chunks(keys):
+            for chunk in _chunks(keys, self.chunk_size):
                 found.update(conn.execute(
                     select(messages.c.message_uuid, messages.c.id).where(messages.c.message_uuid.in_(chunk))).all())
         missing = [k for k in keys if k not in found]
@@ -810,7 +823,7 @@ class Ledger:
         moved: list[int] = []
         with self._write() as conn:
             now = _now()
-            for chunk in _chunks(ids):
+            for chunk in _chunks(ids, self.chunk_size):
                 current = self._lock(conn, chunk, messages.c.failed_from)
                 wrong = [r for r in current.values() if r.state != S.FAILED.value]
                 if wrong:
