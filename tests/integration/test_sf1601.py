@@ -30,16 +30,17 @@ def sim(tmp_path, pki):  # noqa: F811
 
 
 def test_tokens_are_cached_and_renewed_before_expiry(tmp_path, pki):  # noqa: F811
-    handle = start(tmp_path, pki, config={"access_lifetime": 2.0})
+    handle = start(tmp_path, pki, config={"access_lifetime": 3.0})
+    letters = [kombi_request(i, cpr_for(i)) for i in range(6)]
     try:
         with client_for(handle, pki, token_margin=0.5) as c:
-            for i in range(5):
-                tx, _, body = kombi_request(i, cpr_for(i))
+            fetched = time.monotonic()
+            for tx, _, body in letters[:5]:
                 c.send(tx, body)
             assert c.token_calls == {"saml": 1, "access": 1}
             assert handle.stats()["token_calls"] == {"saml": 1, "access": 1}
-            time.sleep(1.6)  # past lifetime minus margin, before the real expiry
-            tx, _, body = kombi_request(9, cpr_for(9))
+            time.sleep(max(0.0, fetched + 2.6 - time.monotonic()))  # past 3.0 - 0.5, before 3.0
+            tx, _, body = letters[5]
             c.send(tx, body)
             assert c.token_calls == {"saml": 1, "access": 2}  # SAML token still valid
         stats = handle.stats()
