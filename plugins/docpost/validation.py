@@ -465,6 +465,7 @@ class _Run:
         self.trees: dict[str, object] = {}
         self.schema_ok: dict[str, bool] = {}
         self.schemas = schemas(engine)
+        self.letters: dict[str, model.Letter] = {}
 
     def add(self, code: str, message: str, file: str | None = None, line: int | None = None, path: str | None = None):
         self.issues.append(
@@ -618,7 +619,8 @@ def _check_content(run: _Run, manifest_tree, content: list[model.ContentFile], b
         if item.role is model.FileRole.LETTER:
             tree = run.load_xml(name, "letter", MAX_LETTER_BYTES)
             if tree is not None and run.schema_ok.get(name):
-                if parsing.letter_is_empty(parsing.parse_letter(tree)):
+                letter = run.letters[name] = parsing.parse_letter(tree)
+                if parsing.letter_is_empty(letter):
                     run.add("letter.empty", "the letter text has no headings, paragraphs, lists or tables with text", name)
         else:
             data = run.read(name, MAX_PDF_BYTES)
@@ -648,7 +650,7 @@ def _build(run: _Run, content: list[model.ContentFile]) -> model.Submission:
     documents: dict[str, bytes] = {}
     for item in content:
         if item.role is model.FileRole.LETTER:
-            letter = parsing.parse_letter(run.trees[item.name])
+            letter = run.letters[item.name]
         else:
             documents[item.name] = run.data[item.name]
     files = {name: run.data[name] for name in run.listing if name != READY_MARKER}
