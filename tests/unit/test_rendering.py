@@ -257,6 +257,24 @@ def test_personal_data_stays_out_of_metadata(pdfs):
     assert "0101904321" not in blob and "Ærtebjerg" not in blob
 
 
+def test_logo_is_drawn_in_the_letterhead_outside_the_window(tmp_path):
+    logo = tmp_path / "logo.png"
+    Image.new("RGB", (300, 90), (0, 70, 140)).save(logo)
+    pdf = render_letter(samples.citizen_letter(), samples.letterhead(str(logo)), REPLY, "R-1", samples.CREATED)
+    page = PdfReader(io.BytesIO(pdf)).pages[0]
+    assert len(page.images) == 1
+    assert check_print_ready(pdf) == []
+    png = rasterise(pdf, tmp_path, "logo")[0]
+    with Image.open(png) as img:  # the logo's area (25-85 mm x 20-34 mm from the top) is dark now
+        x, y = round(40 / 25.4 * DPI), round(27 / 25.4 * DPI)
+        assert img.convert("L").getpixel((x, y)) < 128
+    with pytest.raises(RenderError) as err:
+        render_letter(samples.citizen_letter(), samples.letterhead(str(tmp_path / "missing.png")), REPLY, "R-1",
+                      samples.CREATED)
+    assert err.value.code == "render.logo-unreadable"
+    assert "logo cannot be read" in str(err.value)
+
+
 # -- errors ------------------------------------------------------------------------------------------
 
 def test_submission_without_letter_text_is_refused():
@@ -275,6 +293,7 @@ def test_address_too_long_for_the_window_is_refused_without_personal_data():
         render(sub)
     assert isinstance(err.value, RenderError) and err.value.code == "render.address-too-long"
     assert "Ærtebjerg" not in str(err.value) and "Solbakken" not in str(err.value)
+    assert str(err.value).startswith("[render.address-too-long] The recipient address has 13 lines and does not fit")
 
 
 # -- assembling ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from docpost.rendering.assemble import assemble
 from docpost.rendering.errors import (
     AddressDoesNotFit,
     AssembleError,
+    LogoUnreadable,
     NoLetterText,
     NotPrintReady,
     PrintIssue,
@@ -24,7 +25,7 @@ from docpost.rendering.letter import address_lines, render_letter
 from docpost.rendering.printready import check_print_ready, ensure_print_ready
 
 __all__ = [
-    "AddressDoesNotFit", "AssembleError", "NoLetterText", "NotPrintReady", "PageLayout", "PrintIssue",
+    "AddressDoesNotFit", "AssembleError", "LogoUnreadable", "NoLetterText", "NotPrintReady", "PageLayout", "PrintIssue",
     "Rect", "RenderError", "address_lines", "assemble", "check_print_ready", "ensure_print_ready",
     "render_letter",
 ]

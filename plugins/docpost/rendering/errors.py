@@ -35,6 +35,12 @@ class AddressDoesNotFit(RenderError):
     code = "render.address-too-long"
 
 
+class LogoUnreadable(RenderError):
+    """The letterhead logo named by the sending profile cannot be read."""
+
+    code = "render.logo-unreadable"
+
+
 class AssembleError(RenderError):
     """A PDF to be joined (main document or attachment) cannot be read."""
 

@@ -31,7 +31,7 @@ from reportlab.platypus import Paragraph as RLParagraph
 
 from docpost import model
 from docpost.rendering import pdfa
-from docpost.rendering.errors import AddressDoesNotFit, NoLetterText
+from docpost.rendering.errors import AddressDoesNotFit, LogoUnreadable, NoLetterText
 from docpost.rendering.fonts import register_fonts
 from docpost.rendering.layout import PAGE_HEIGHT, PAGE_WIDTH, PageLayout
 
@@ -246,7 +246,7 @@ class _Renderer:
         top = lambda y_mm: PAGE_HEIGHT - y_mm * mm  # noqa: E731
         # letterhead: logo (optional) on the left, name and department on the right
         if self.head.logo_path:
-            canv.drawImage(self.head.logo_path, lay.margin_left * mm, top(lay.margin_top + 14),
+            canv.drawImage(self.logo, lay.margin_left * mm, top(lay.margin_top + 14),
                            width=60 * mm, height=18 * mm, preserveAspectRatio=True, anchor="sw", mask="auto")
         canv.setFont(self.bold, 15)
         canv.drawString(lay.info_left * mm, top(lay.margin_top + 2), plain(self.head.municipality))
@@ -267,7 +267,7 @@ class _Renderer:
             size -= 0.25
         canv.setFont(self.regular, size)
         canv.drawString(x, top(field.top + 3.2), ret)  # no rule under it: only text in the window
-        lines = self.fitted_address(max_width)
+        lines = self.fitted_address(max_width)  # already checked in render(), before layout
         y = field.top + lay.return_zone + 4
         canv.setFont(self.regular, ADDRESS_SIZE)
         for line in lines:
@@ -345,6 +345,17 @@ class _Renderer:
         if letter is None:
             raise NoLetterText("The submission has no letter text to render (it carries a ready main PDF).")
         lay = self.layout
+        if self.head.logo_path:  # read up front: errors inside reportlab's page hooks get mangled
+            from reportlab.lib.utils import ImageReader
+
+            try:
+                self.logo = ImageReader(self.head.logo_path)
+                self.logo.getSize()
+            except (OSError, ValueError) as exc:
+                raise LogoUnreadable(f"The letterhead logo cannot be read ({type(exc).__name__}); "
+                                     "check the sending profile's logo path.") from None
+        field = lay.address_field
+        self.fitted_address((field.width - 2 * lay.address_indent) * mm)  # raises outside reportlab's hooks
         st = _styles(self.regular, self.bold)
         width = (PAGE_WIDTH / mm - lay.margin_left - lay.margin_right) * mm
         first_top = self.first_body_top()
