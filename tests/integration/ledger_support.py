@@ -81,3 +81,23 @@ def ledger(request) -> Ledger:
     instance = request.getfixturevalue(f"{request.param}_ledger")
     wipe(instance)
     return instance
+
+
+def claim_worker(url: str, name: str, barrier, results, batch: int = 10) -> None:
+    """A worker process: claim RENDERED messages in batches, "send" them, report what it claimed.
+
+    Claims are not released: the lease alone must keep the other worker away.
+    """
+    ledger = Ledger(url, pseudonym_key=KEY)
+    claimed: list[int] = []
+    try:
+        barrier.wait(timeout=120)
+        while refs := ledger.claim([S.RENDERED], batch, name, lease_seconds=600):
+            ids = [r.id for r in refs]
+            claimed.extend(ids)
+            ledger.transition(ids, S.SUBMITTED, f"worker:{name}", count_attempt=True)
+        results.put((name, claimed, None))
+    except Exception as exc:  # report to the test instead of dying silently
+        results.put((name, claimed, repr(exc)))
+    finally:
+        ledger.close()
