@@ -421,11 +421,16 @@ def _total_size(resp: dict, got: int) -> int:
 
 
 class S3Submission:
-    """One submission folder in S3, as a ``SubmissionSource`` for validation.
+    """One submission folder in S3: a ``validation.SubmissionSource``.
 
-    ``list_files`` costs one listing (none when the inbox scan already listed the folder);
-    ``read`` refuses a file larger than ``max_bytes`` before fetching it.
+    ``list_files`` costs one request (none when the inbox scan already listed the folder; a
+    hostile folder is cut at :attr:`MAX_ENTRIES`). ``read`` refuses a file larger than
+    ``max_bytes`` before fetching it. Problems with the submission itself raise validation's
+    ``SourceError`` kinds (they become rejection reasons); S3 being unreachable raises
+    :class:`StorageUnavailable`, which must fail the task (and retry), never reject a letter.
     """
+
+    MAX_ENTRIES = 1000
 
     def __init__(self, store: ObjectStore, key: SubmissionKey, files: dict[str, int] | None = None) -> None:
         self.store = store
@@ -439,23 +444,29 @@ class S3Submission:
         """File names (relative to the folder, ``_READY`` included) and sizes."""
         if self._files is None:
             prefix = self.key.prefix
-            listed = self.store.list_objects(prefix)
-            self._files = {k[len(prefix):]: size for k, size in listed.items()}
+            resp = self.store._call("list_objects_v2", prefix, Prefix=prefix, MaxKeys=self.MAX_ENTRIES)
+            self._files = {o["Key"][len(prefix):]: o["Size"] for o in resp.get("Contents", ())}
         return dict(self._files)
 
     def read(self, name: str, max_bytes: int) -> bytes:
-        """The file's bytes; :class:`ObjectTooLarge` above ``max_bytes``, :class:`ObjectNotFound` if absent."""
+        """The file's bytes; ``FileTooLarge`` above ``max_bytes``, ``SourceError`` if absent."""
+        from docpost.validation import FileTooLarge, SourceError, UnsafeFileName
+
+        if "/" in name or "\\" in name or name in ("", ".", "..") or "\0" in name:
+            raise UnsafeFileName("file names may not contain path parts")
         files = self.list_files()
         if name not in files:
-            raise ObjectNotFound(f"{name!r} is not in submission {self.key}", key=self.key.prefix + name)
+            raise SourceError("the file is not in the submission folder")
         if files[name] > max_bytes:
-            raise ObjectTooLarge(
-                f"{name!r} in submission {self.key} is {files[name]} bytes, more than the limit of {max_bytes}",
-                key=self.key.prefix + name,
-            )
+            raise FileTooLarge(f"the file is larger than the {max_bytes} bytes allowed")
         if files[name] == 0:
             return b""
-        return self.store.get_bytes(self.key.prefix + name, max_bytes=max_bytes)
+        try:
+            return self.store.get_bytes(self.key.prefix + name, max_bytes=max_bytes)
+        except ObjectTooLarge:
+            raise FileTooLarge(f"the file is larger than the {max_bytes} bytes allowed") from None
+        except ObjectNotFound:
+            raise SourceError("the file disappeared from the submission folder") from None
 
 
 class S3Sink:

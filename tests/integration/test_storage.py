@@ -12,6 +12,7 @@ import pytest
 
 from docpost import storage
 from docpost.model import READY_MARKER, SubmissionKey
+from docpost.generate import generate_night
 from docpost.storage import (
     InboxGuardError,
     ObjectNotFound,
@@ -21,6 +22,7 @@ from docpost.storage import (
     S3Submission,
     SinkOrderError,
 )
+from docpost.validation import FileTooLarge, SourceError, UnsafeFileName, validate
 
 pytestmark = pytest.mark.integration
 
@@ -138,12 +140,24 @@ def test_submission_reads_files_from_one_listing_with_a_size_guard(store, s3_buc
     assert sub.read("bilag.pdf", max_bytes=len(big)) == big
     assert sub.read(READY_MARKER, max_bytes=10) == b""
     calls = store.calls
-    with pytest.raises(ObjectTooLarge) as too_large:
+    with pytest.raises(FileTooLarge) as too_large:
         sub.read("bilag.pdf", max_bytes=len(big) - 1)
-    assert too_large.value.code == "storage.too_large"
+    assert too_large.value.code == "files.too-large"
     assert store.calls == calls  # refused from the listing, nothing fetched
-    with pytest.raises(ObjectNotFound):
+    with pytest.raises(SourceError):
         sub.read("missing.pdf", max_bytes=100)
+    with pytest.raises(UnsafeFileName):
+        sub.read("sub/evil", max_bytes=100)
+
+
+def test_a_hostile_folder_is_listed_in_one_request(store, s3_bucket, s3_endpoint):
+    raw = _raw(s3_endpoint)
+    key = SubmissionKey("sbsys", NIGHT, "flood")
+    _drop(raw, s3_bucket, key, {f"f{i:04}.pdf": b"x" for i in range(1005)})
+    store.reset_calls()
+    files = S3Submission(store, key).list_files()
+    assert len(files) == S3Submission.MAX_ENTRIES
+    assert store.calls == 1
 
 
 def test_size_guard_holds_when_an_object_grows_after_listing(store, s3_bucket, s3_endpoint):
@@ -153,9 +167,51 @@ def test_size_guard_holds_when_an_object_grows_after_listing(store, s3_bucket, s
     sub = S3Submission(store, key)
     sub.list_files()
     raw.put_object(Bucket=s3_bucket, Key=key.prefix + "manifest.xml", Body=b"y" * 10_000)
-    with pytest.raises(ObjectTooLarge):
+    with pytest.raises(FileTooLarge):
         sub.read("manifest.xml", max_bytes=100)
+    with pytest.raises(ObjectTooLarge):
+        store.get_bytes(key.prefix + "manifest.xml", max_bytes=9_999)
     assert store.get_bytes(key.prefix + "manifest.xml", max_bytes=10_000) == b"y" * 10_000
+
+
+def test_an_unreachable_store_fails_loudly_instead_of_rejecting(s3_bucket):
+    key = SubmissionKey("sbsys", NIGHT, "down")
+    down = ObjectStore(endpoint_url=f"http://127.0.0.1:{_closed_port()}", backend="boto3")
+    with pytest.raises(storage.StorageUnavailable) as failed:
+        S3Submission(down, key).list_files()
+    assert not isinstance(failed.value, SourceError)
+    assert failed.value.code == "storage.unavailable"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_generated_night_through_the_sink_validates_from_s3(store, s3_bucket, tmp_path):
+    """The generator's sink writes a night; the validator reads it back through S3Submission."""
+    with S3Sink(store) as sink:
+        night = generate_night(12, NIGHT, sink=sink, broken_share=0.25, seed=7)
+    scan = store.scan_inbox(NIGHT)
+    assert {str(k) for k in scan.ready + scan.pending} == set(night.expected)
+    for key in scan.pending:  # the generator's "missing _READY" kind: left alone, not listed
+        assert night.expected[str(key)] == ["submission.not-ready"]
+    assert len(scan.ready) >= 9
+    local = generate_night(12, NIGHT, tmp_path, broken_share=0.25, seed=7)
+    assert local.expected == night.expected
+    store.reset_calls()
+    for key in scan.ready:
+        report = validate(S3Submission(store, key, files=scan.files[key]))
+        expected = night.expected[str(key)]
+        if expected:
+            assert not report.valid and set(expected) <= set(report.codes), (key, report.codes)
+        else:
+            assert report.valid, (key, report.codes)
+    gets = store.calls_by_op["GetObject"]
+    assert store.calls == gets  # nothing but the file reads: no listing, no HEAD
 
 
 def test_scan_files_spare_the_per_submission_listing(store, s3_bucket, s3_endpoint):

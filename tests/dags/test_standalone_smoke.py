@@ -1,0 +1,131 @@
+"""A real Airflow (``airflow standalone`` on SQLite) driven through its REST API.
+
+The stack comes from ``docpost.stack``: a moto S3 server subprocess and Airflow in a temporary
+AIRFLOW_HOME, with a temporary dags folder holding a tiny DAG written here. Its task writes to
+S3 through docpost.storage, so the run also proves the Airflow connection (S3Hook) path inside
+a real task process. ``run_dag_through_rest`` is the harness the docpost_nightly test reuses.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from docpost import stack
+from docpost.storage import ObjectStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.integration]
+
+SMOKE_DAG = textwrap.dedent(
+    '''
+    """A two-task DAG for the embedded-stack smoke test."""
+    import pendulum
+    from airflow.sdk import dag, task
+
+
+    @dag(dag_id="docpost_smoke", schedule=None, catchup=False,
+         start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Copenhagen"), tags=["test"])
+    def docpost_smoke():
+        @task
+        def write(logical_date=None):
+            from docpost.storage import ObjectStore
+
+            store = ObjectStore()
+            store.put_json("smoke/run.json", {"date": logical_date.date().isoformat(), "backend": None})
+            return {"backend": store.backend_used, "calls": store.calls}
+
+        @task
+        def check(result):
+            assert result["backend"] == "hook", result
+            return result["calls"]
+
+        check(write())
+
+
+    docpost_smoke()
+    '''
+)
+
+
+def run_dag_through_rest(api: stack.AirflowAPI, dag_id: str, *, logical_date=None, conf=None,
+                         timeout: float = 300) -> tuple[str, str, dict[str, float]]:
+    """Wait for the DAG to be parsed, unpause it, trigger it and poll; returns (run_id, state, timings)."""
+    t0 = time.monotonic()
+    api.wait_for_dag(dag_id, timeout=120)
+    t_parsed = time.monotonic()
+    api.unpause(dag_id)
+    run_id = api.trigger(dag_id, logical_date=logical_date, conf=conf)
+    state = api.wait_for_run(dag_id, run_id, timeout=timeout, poll=0.5)
+    t_done = time.monotonic()
+    return run_id, state, {"parse_s": t_parsed - t0, "run_s": t_done - t_parsed}
+
+
+@pytest.fixture()
+def moto():
+    handle = stack.start_moto()
+    yield handle
+    handle.stop()
+
+
+def test_standalone_runs_a_dag_triggered_over_rest(tmp_path: Path, moto):
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "docpost_smoke.py").write_text(SMOKE_DAG)
+    bucket = "docpost-smoke"
+    ObjectStore(bucket, endpoint_url=moto.url, backend="boto3").ensure_bucket()
+
+    home = tmp_path / "airflow"
+    env = stack.airflow_env(home, dags, s3_endpoint_url=moto.url, bucket=bucket)
+    assert json.loads(env["AIRFLOW_CONN_DOCPOST_S3"])["extra"]["endpoint_url"] == moto.url
+    t0 = time.monotonic()
+    airflow = stack.start_standalone(home, env)
+    startup = time.monotonic() - t0
+    session = airflow.handle.pid
+    try:
+        assert airflow.handle.members(), "standalone is not running"
+        with stack.AirflowAPI(airflow.url, airflow.username, "not-the-password") as intruder:
+            with pytest.raises(stack.AirflowAPIError) as refused:
+                intruder.token()
+            assert refused.value.status == 401
+        with airflow.api() as api:
+            run_id, state, timings = run_dag_through_rest(api, "docpost_smoke", logical_date="2026-03-02T00:00:00Z")
+            tis = api.task_instances("docpost_smoke", run_id)
+            run = api.run("docpost_smoke", run_id)
+    finally:
+        airflow.stop()
+    print(f"\nstandalone up in {startup:.1f} s; DAG parsed after {timings['parse_s']:.1f} s; "
+          f"trivial 2-task run took {timings['run_s']:.1f} s")
+
+    assert state == "success", (airflow.handle.log_tail(), tis)
+    assert run["logical_date"].startswith("2026-03-02")
+    assert {ti["task_id"]: ti["state"] for ti in tis} == {"write": "success", "check": "success"}
+    raw = boto3.client("s3", endpoint_url=moto.url, region_name="eu-west-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    written = json.loads(raw.get_object(Bucket=bucket, Key="smoke/run.json")["Body"].read())
+    assert written["date"] == "2026-03-02"
+    assert (home / "standalone.log").stat().st_size > 0
+    # stop() leaves nothing behind: no process of the session, and nothing using this home.
+    assert stack.session_members(session) == []
+    assert _processes_with_env("AIRFLOW_HOME", str(home.resolve())) == []
+
+
+def _processes_with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment has ``name=value`` (read from /proc)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
