@@ -160,7 +160,7 @@ def key_from_path(path: Path) -> model.SubmissionKey:
     return model.SubmissionKey("local", dt.date.today(), path.name)
 
 
-class LocalSubmission:
+class LocalSubmission(SubmissionSource):
     """A submission folder on disk. Only regular files count; symbolic links are never followed."""
 
     MAX_ENTRIES = 1000
@@ -487,6 +487,9 @@ class _Run:
             data = self.source.read(name, limit)
         except SourceError as exc:
             self.add(exc.code, exc.message, name)
+            return None
+        if len(data) > limit:  # a source that ignored max_bytes
+            self.add("files.too-large", f"the file has more than the {limit} bytes allowed", name)
             return None
         self.data[name] = data
         return data
