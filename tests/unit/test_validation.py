@@ -282,3 +282,21 @@ def test_xmlsafe_accepts_utf8_with_bom_and_refuses_entities():
         xmlsafe.parse(b"<a>" + b" " * 100 + b"</a>", max_bytes=50)
     with pytest.raises(xmlsafe.XMLTooManyElements):
         xmlsafe.parse(b"<a>" + b"<b/>" * 100 + b"</a>", max_elements=50)
+
+
+def test_a_listing_that_understates_a_size_still_never_reads_past_the_limit(tmp_path):
+    folder = copy(CITIZEN, tmp_path)
+    (folder / "brev.xml").write_bytes(b"<Letter>" + b" " * (3 * 1024 * 1024) + b"</Letter>")
+    inner = validation.LocalSubmission(folder)
+
+    class Lying:
+        key = inner.key
+
+        def list_files(self):
+            return {name: min(size, 100) for name, size in inner.list_files().items()}
+
+        def read(self, name, max_bytes):
+            return inner.read(name, max_bytes)
+
+    report = validation.validate(Lying())
+    assert report.codes == ["files.too-large"] and report.issues[0].file == "brev.xml"
