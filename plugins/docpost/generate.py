@@ -232,6 +232,22 @@ def _address(rng: random.Random) -> dict:
     return address
 
 
+def _address_lines(address: dict) -> list[str]:
+    """The envelope lines of a generated address (as ``model.PostalAddress.lines`` prints them)."""
+    from docpost.model import PostalAddress
+
+    return PostalAddress(
+        street_name=address["StreetName"],
+        street_building=address["StreetBuildingIdentifier"],
+        postcode=address["PostCodeIdentifier"],
+        district_name=address["DistrictName"],
+        floor=address.get("FloorIdentifier"),
+        suite=address.get("SuiteIdentifier"),
+        co_name=address.get("CoNavn"),
+        mail_delivery_sublocation=address.get("MailDeliverySublocationIdentifier"),
+    ).lines()
+
+
 # --------------------------------------------------------------------------- XML
 
 
@@ -416,9 +432,22 @@ def _letter_blocks(rng: random.Random, title: str, doc_type: str, pages: int) ->
     return blocks
 
 
-def pdf_document(title: str, paragraphs: list[str], pages: int, *, encrypt: bool = False) -> bytes:
-    """A small real PDF of ``pages`` pages (deterministic: reportlab invariant mode)."""
+def pdf_document(
+    title: str,
+    paragraphs: list[str],
+    pages: int,
+    *,
+    encrypt: bool = False,
+    address: list[str] | None = None,
+) -> bytes:
+    """A small real PDF of ``pages`` pages (deterministic: reportlab invariant mode).
+
+    With ``address`` (the recipient's lines) page 1 is laid out for a window envelope like a
+    case system's ready letter: the address in the DIN 5008 B window (20 mm from the left,
+    45 mm from the top, 85 x 45 mm) and the text below it, so it passes the print check.
+    """
     from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
     from reportlab.pdfgen import canvas
 
     buffer = io.BytesIO()
@@ -433,6 +462,11 @@ def pdf_document(title: str, paragraphs: list[str], pages: int, *, encrypt: bool
     width, height = A4
     for page in range(pages):
         y = height - 72
+        if address and page == 0:
+            pdf.setFont("Helvetica", 10)
+            for n, line in enumerate(address[:6]):
+                pdf.drawString(25 * mm, height - (55 * mm + n * 12), line)
+            y = height - 100 * mm
         pdf.setFont("Helvetica-Bold", 14)
         pdf.drawString(72, y, title if page == 0 else f"{title} (side {page + 1})")
         y -= 30
@@ -486,7 +520,10 @@ def _draft(rng: random.Random, source: str, date: dt.date, sub_id: str, force: s
     pages = rng.randrange(1, 4)
     if rng.random() < 0.2:
         d["main"] = ("main", "hoveddokument.pdf", title)
-        files["hoveddokument.pdf"] = pdf_document(title, [_paragraph(rng) for _ in range(6)], pages)
+        window = [d["name"], *_address_lines(d["address"])]
+        files["hoveddokument.pdf"] = pdf_document(
+            title, [_paragraph(rng) for _ in range(6)], pages, address=window
+        )
     else:
         d["main"] = ("letter", "brev.xml", None)
         signer = rng.randrange(len(SIGNERS))
