@@ -80,6 +80,9 @@ CHUNK = 5000
 
 S = MessageState
 
+#: Moves sharing their column values with at least this many others are updated by one IN-list.
+_SHARED_MIN = 8
+
 #: Columns a transition may set (``**fields``), besides the special field ``recipient``.
 SETTABLE = frozenset(
     {
@@ -479,11 +482,21 @@ class Ledger:
              "detail": detail}
             for mid, src, detail, _values, at in moves
         ])
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for mid, _src, _detail, values, _at in moves:
-            groups[tuple(sorted(values))].append({"m_id": mid, **{f"v_{k}": v for k, v in values.items()}})
         base = self._state_values(to, now, count_attempt)
-        for keys, params in groups.items():
+        # Messages sharing the same column values move with one UPDATE ... WHERE id IN (...);
+        # the rest (values unique to a message) go as one executemany per column set.
+        alike: dict[tuple, list[int]] = defaultdict(list)
+        for mid, _src, _detail, values, _at in moves:
+            alike[tuple(sorted(values.items()))].append(mid)
+        singles: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for items, mids in alike.items():
+            if len(mids) >= _SHARED_MIN:
+                for chunk in _chunks(mids, self.chunk_size):
+                    conn.execute(update(messages).where(messages.c.id.in_(chunk)).values({**base, **dict(items)}))
+            else:
+                for mid in mids:
+                    singles[tuple(k for k, _v in items)].append({"m_id": mid, **{f"v_{k}": v for k, v in items}})
+        for keys, params in singles.items():
             stmt = (
                 update(messages).where(messages.c.id == bindparam("m_id"))
                 .values({**base, **{k: bindparam(f"v_{k}") for k in keys}})
@@ -723,10 +736,14 @@ class Ledger:
                 "error_text": identity.scrub(r.error_text), "at": r.at, "received_at": now,
             })
         with self._write() as conn:
-            inserted = 0
             batch = list(rows.values())
-            for chunk in _chunks(batch, 1000):
-                inserted += len(conn.execute(self._insert(receipts).returning(receipts.c.id), list(chunk)).all())
+            known = 0
+            for chunk in _chunks(batch, self.chunk_size):
+                keys = [r["receipt_key"] for r in chunk]
+                known += conn.execute(
+                    select(func.count()).select_from(receipts).where(receipts.c.receipt_key.in_(keys))).scalar_one()
+                conn.execute(self._insert(receipts), list(chunk))
+            inserted = len(batch) - known
             applied, duplicates, stale = self._settle_receipts(conn, now, actor)
             pending = conn.execute(
                 select(func.count()).select_from(receipts).where(receipts.c.disposition.is_(None))).scalar_one()
@@ -783,11 +800,16 @@ class Ledger:
                 stale += disposition == "stale"
             for outcome, group in moves.items():
                 self._write_moves(conn, outcome, group, actor, now)
-            conn.execute(
-                update(receipts).where(receipts.c.id == bindparam("r_id"))
-                .values(message_id=bindparam("r_mid"), disposition=bindparam("r_disp"), settled_at=bindparam("r_at")),
-                settled,
+            by_disposition: dict[str | None, list[int]] = defaultdict(list)
+            for item in settled:
+                by_disposition[item["r_disp"]].append(item["r_id"])
+            linked = (
+                select(messages.c.id).where(messages.c.message_uuid == receipts.c.message_uuid).scalar_subquery()
             )
+            for disposition, rids in by_disposition.items():
+                for part in _chunks(rids, self.chunk_size):
+                    conn.execute(update(receipts).where(receipts.c.id.in_(part)).values(
+                        message_id=linked, disposition=disposition, settled_at=now if disposition else None))
         return applied, duplicates, stale
 
     # -- operators ----------------------------------------------------------------------------
