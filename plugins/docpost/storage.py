@@ -41,10 +41,11 @@ class StorageError(Exception):
 
     code = "storage.error"
 
-    def __init__(self, message: str, *, key: str | None = None) -> None:
+    def __init__(self, message: str, *, key: str | None = None, s3_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.key = key
+        self.s3_code = s3_code  # S3's own error code, e.g. "NoSuchKey", "AccessDenied"
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
@@ -78,6 +79,12 @@ class StorageUnavailable(StorageError):
 
 class BucketNotFound(StorageUnavailable):
     code = "storage.no_bucket"
+
+
+class StorageRefused(StorageError):
+    """S3 refused the request as such (access denied, invalid name, ...): retrying won't help."""
+
+    code = "storage.refused"
 
 
 @dataclass
@@ -218,10 +225,11 @@ class ObjectStore:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "NoSuchBucket" or (op == "head_bucket" and status == 404):
-                raise BucketNotFound(f"bucket {self.bucket!r} does not exist", key=key) from exc
+                raise BucketNotFound(f"bucket {self.bucket!r} does not exist", key=key, s3_code=code) from exc
             if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
-                raise ObjectNotFound(f"no object {key!r} in bucket {self.bucket!r}", key=key) from exc
-            raise StorageUnavailable(f"S3 {op} failed for {key!r}: {code or status}", key=key) from exc
+                raise ObjectNotFound(f"no object {key!r} in bucket {self.bucket!r}", key=key, s3_code=code) from exc
+            kind = StorageRefused if status and 400 <= status < 500 and status not in (408, 429) else StorageUnavailable
+            raise kind(f"S3 {op} failed for {key!r}: {code or status}", key=key, s3_code=code) from exc
         except BotoCoreError as exc:
             raise StorageUnavailable(f"S3 {op} failed for {key!r}: {type(exc).__name__}", key=key) from exc
 
@@ -236,8 +244,8 @@ class ObjectStore:
             extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
             try:
                 self._call("create_bucket", **extra)
-            except StorageUnavailable as exc:
-                if "BucketAlreadyOwnedByYou" not in str(exc):
+            except StorageRefused as exc:
+                if exc.s3_code != "BucketAlreadyOwnedByYou":
                     raise
 
     # -- listing -----------------------------------------------------------------------------
@@ -365,8 +373,8 @@ class ObjectStore:
             return self._call("get_object", key, Key=key)["Body"].read()
         try:
             resp = self._call("get_object", key, Key=key, Range=f"bytes=0-{max_bytes}")
-        except StorageUnavailable as exc:  # a range on an empty object: 416 InvalidRange
-            if "InvalidRange" not in str(exc) and "416" not in str(exc):
+        except StorageRefused as exc:  # a range on an empty object: 416 InvalidRange
+            if exc.s3_code not in ("InvalidRange", "416"):
                 raise
             resp = self._call("get_object", key, Key=key)
         body = resp["Body"].read(max_bytes + 1)

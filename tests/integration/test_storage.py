@@ -326,6 +326,10 @@ def test_ensure_bucket_creates_it_once(s3_bucket):
     fresh.put_bytes("reports/x", b"1")
     assert fresh.get_bytes("reports/x") == b"1"
     fresh.delete_prefix("reports/")
+    with pytest.raises(storage.StorageRefused) as refused:  # a permanent error, not "unavailable"
+        ObjectStore(bucket="b", backend="boto3").ensure_bucket()
+    assert refused.value.s3_code == "InvalidBucketName"
+    assert not isinstance(refused.value, storage.StorageUnavailable)
 
 
 def test_calls_are_counted_per_operation(store, s3_bucket):
