@@ -757,7 +757,7 @@ class Ledger:
             select(receipts, messages.c.id.label("mid"), messages.c.state.label("mstate"))
             .join(messages, messages.c.message_uuid == receipts.c.message_uuid)
             .where(receipts.c.disposition.is_(None))
-            .order_by(receipts.c.id)
+            .order_by(messages.c.id, receipts.c.id)  # lock in id order, like transitions
         )
         if self.dialect == "postgresql":
             stmt = stmt.with_for_update(of=messages)
