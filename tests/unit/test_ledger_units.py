@@ -143,3 +143,14 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
     assert (tmp_path / "deep" / "ledger.db").exists()
+
+
+def test_database_errors_do_not_carry_the_bound_values(tmp_path):
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_ledger_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with pytest.raises(SQLAlchemyError) as info, engine.connect() as conn:
+        conn.execute(text("INSERT INTO no_such_table VALUES (:title)"), {"title": "Afgørelse for Jens Hansen"})
+    engine.dispose()
+    assert "no_such_table" in str(info.value) and "Jens Hansen" not in str(info.value)

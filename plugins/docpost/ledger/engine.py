@@ -55,13 +55,19 @@ def resolve_url(airflow: bool | None = None) -> str:
 
 
 def create_ledger_engine(url: str | URL) -> Engine:
-    """An engine for the ledger. On SQLite: WAL, busy timeout, foreign keys, explicit BEGINs."""
+    """An engine for the ledger. On SQLite: WAL, busy timeout, foreign keys, explicit BEGINs.
+
+    Bound parameters are hidden from SQLAlchemy's error messages and logs.
+    """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True, future=True)
+        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     database = parsed.database
     in_memory = database in (None, "", ":memory:")
-    kwargs: dict = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
+    kwargs: dict = {
+        "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        "hide_parameters": True,  # bound values (titles, masked ids) stay out of error messages
+    }
     if in_memory:
         kwargs["poolclass"] = StaticPool
     else:
