@@ -211,7 +211,7 @@ class Receipt:
     channel: str | None = None  # digital | physical (KanalKode "Digital Post" / "Fysisk Post" accepted)
     status_code: str | None = None  # TransaktionsStatusKode, e.g. "Afleveret Digital Post"
     error_code: str | None = None  # FejlKode
-    error_text: str | None = None  # FejlTekst (scrubbed of CPR/CVR numbers before storage)
+    error_text: str | None = field(default=None, repr=False)  # FejlTekst; scrubbed before storage
     at: dt.datetime | None = None  # TransaktionsDatoTid (UTC)
 
     @classmethod
