@@ -33,6 +33,13 @@ class Settings:
     pseudonym_key: bytes  # DOCPOST_PSEUDONYM_KEY: HMAC key for recipient lookup hashes
     sender_cvr: str  # DOCPOST_SENDER_CVR: the municipality's CVR (MeMo Sender)
     sf1601_url: str | None  # DOCPOST_SF1601_URL: base URL of SF1601 (or the simulator)
+    sf1601_cert: str | None  # DOCPOST_SF1601_CERT: client certificate (PEM) for mutual TLS
+    sf1601_key: str | None  # DOCPOST_SF1601_KEY: its private key (PEM)
+    sf1601_ca: str | None  # DOCPOST_SF1601_CA: CA bundle to verify the service (default: system)
+    sf1601_timeout: float  # DOCPOST_SF1601_TIMEOUT: seconds per request
+    sf1601_concurrency: int  # DOCPOST_SF1601_CONCURRENCY: parallel sends per chunk task
+    sf1601_attempts: int  # DOCPOST_SF1601_ATTEMPTS: sends per letter within one task before RETRYING
+    max_send_attempts: int  # DOCPOST_MAX_SEND_ATTEMPTS: tasks that may retry a letter before FAILED
     chunk_size: int  # DOCPOST_CHUNK_SIZE: letters per mapped chunk task
 
 
@@ -52,5 +59,12 @@ def settings() -> Settings:
         ).encode(),
         sender_cvr=os.environ.get("DOCPOST_SENDER_CVR", "29189846"),
         sf1601_url=os.environ.get("DOCPOST_SF1601_URL") or None,
+        sf1601_cert=os.environ.get("DOCPOST_SF1601_CERT") or None,
+        sf1601_key=os.environ.get("DOCPOST_SF1601_KEY") or None,
+        sf1601_ca=os.environ.get("DOCPOST_SF1601_CA") or None,
+        sf1601_timeout=float(os.environ.get("DOCPOST_SF1601_TIMEOUT", "30")),
+        sf1601_concurrency=int(os.environ.get("DOCPOST_SF1601_CONCURRENCY", "8")),
+        sf1601_attempts=int(os.environ.get("DOCPOST_SF1601_ATTEMPTS", "4")),
+        max_send_attempts=int(os.environ.get("DOCPOST_MAX_SEND_ATTEMPTS", "12")),
         chunk_size=int(os.environ.get("DOCPOST_CHUNK_SIZE", "500")),
     )
