@@ -531,6 +531,8 @@ class AirflowAPI:
         """``POST /api/v2/backfills``: runs for every schedule date in [from_date, to_date].
 
         ``reprocess_behavior``: ``none`` (skip dates that have a run), ``failed``, ``completed``.
+        The runs stay queued while the DAG is paused: unpause it first (with ``catchup=False``
+        unpausing also schedules the latest interval once).
         """
         body = {"dag_id": dag_id, "from_date": _iso(from_date), "to_date": _iso(to_date),
                 "reprocess_behavior": reprocess_behavior, "max_active_runs": max_active_runs,
@@ -548,6 +550,8 @@ class AirflowAPI:
             backfill = self.request("GET", f"/backfills/{backfill_id}")
             if backfill.get("completed_at"):
                 return backfill
+            if self.dag(backfill["dag_id"]).get("is_paused"):
+                raise AirflowAPIError(f"DAG {backfill['dag_id']!r} is paused: its backfill runs stay queued")
             time.sleep(poll)
         raise StackTimeout(f"backfill {backfill_id} not completed after {timeout:.0f} s")
 

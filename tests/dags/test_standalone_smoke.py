@@ -52,6 +52,30 @@ SMOKE_DAG = textwrap.dedent(
 )
 
 
+DAILY_DAG = textwrap.dedent(
+    '''
+    """A nightly-shaped DAG (01:00 Copenhagen, no catch-up) for the backfill check."""
+    import pendulum
+    from airflow.sdk import dag, task
+
+
+    @dag(dag_id="docpost_smoke_daily", schedule="0 1 * * *", catchup=False, max_active_runs=1,
+         start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Copenhagen"), tags=["test"])
+    def docpost_smoke_daily():
+        @task
+        def mark(ds=None):
+            from docpost.storage import ObjectStore
+
+            ObjectStore().put_text(f"smoke/backfill/{ds}", ds)
+
+        mark()
+
+
+    docpost_smoke_daily()
+    '''
+)
+
+
 def run_dag_through_rest(api: stack.AirflowAPI, dag_id: str, *, logical_date=None, conf=None,
                          timeout: float = 300) -> tuple[str, str, dict[str, float]]:
     """Wait for the DAG to be parsed, unpause it, trigger it and poll; returns (run_id, state, timings)."""
@@ -76,6 +100,7 @@ def test_standalone_runs_a_dag_triggered_over_rest(tmp_path: Path, moto):
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "docpost_smoke.py").write_text(SMOKE_DAG)
+    (dags / "docpost_smoke_daily.py").write_text(DAILY_DAG)
     bucket = "docpost-smoke"
     ObjectStore(bucket, endpoint_url=moto.url, backend="boto3").ensure_bucket()
 
@@ -96,10 +121,21 @@ def test_standalone_runs_a_dag_triggered_over_rest(tmp_path: Path, moto):
             run_id, state, timings = run_dag_through_rest(api, "docpost_smoke", logical_date="2026-03-02T00:00:00Z")
             tis = api.task_instances("docpost_smoke", run_id)
             run = api.run("docpost_smoke", run_id)
+            # A backfill over three nights through POST /api/v2/backfills. Backfill runs wait
+            # while the DAG is paused (wait_for_backfill says so), so it is unpaused first.
+            api.wait_for_dag("docpost_smoke_daily")
+            t_backfill = time.monotonic()
+            backfill = api.backfill("docpost_smoke_daily", "2026-03-01T00:00:00+01:00", "2026-03-03T23:00:00+01:00")
+            with pytest.raises(stack.AirflowAPIError, match="paused"):
+                api.wait_for_backfill(backfill["id"], timeout=30)
+            api.unpause("docpost_smoke_daily")
+            api.wait_for_backfill(backfill["id"], timeout=400)
+            timings["backfill_s"] = time.monotonic() - t_backfill
+            backfill_runs = api.backfill_runs("docpost_smoke_daily")
     finally:
         airflow.stop()
     print(f"\nstandalone up in {startup:.1f} s; DAG parsed after {timings['parse_s']:.1f} s; "
-          f"trivial 2-task run took {timings['run_s']:.1f} s")
+          f"trivial 2-task run took {timings['run_s']:.1f} s; 3-night backfill {timings['backfill_s']:.1f} s")
 
     assert state == "success", (airflow.handle.log_tail(), tis)
     assert run["logical_date"].startswith("2026-03-02")
@@ -109,6 +145,13 @@ def test_standalone_runs_a_dag_triggered_over_rest(tmp_path: Path, moto):
     written = json.loads(raw.get_object(Bucket=bucket, Key="smoke/run.json")["Body"].read())
     assert written["date"] == "2026-03-02"
     assert (home / "standalone.log").stat().st_size > 0
+    # 01:00 Copenhagen (CET) is 00:00Z: one run per night in the range, each exactly once.
+    assert sorted((r["logical_date"], r["state"]) for r in backfill_runs) == [
+        ("2026-03-01T00:00:00Z", "success"), ("2026-03-02T00:00:00Z", "success"),
+        ("2026-03-03T00:00:00Z", "success")]
+    marks = {o["Key"].rsplit("/", 1)[1] for o in
+             raw.list_objects_v2(Bucket=bucket, Prefix="smoke/backfill/")["Contents"]}
+    assert {"2026-03-01", "2026-03-02", "2026-03-03"} <= marks  # (+ the latest night, scheduled on unpause)
     # stop() leaves nothing behind: no process of the session, and nothing using this home.
     assert stack.session_members(session) == []
     assert _processes_with_env("AIRFLOW_HOME", str(home.resolve())) == []
