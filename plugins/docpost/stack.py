@@ -365,6 +365,20 @@ def metadata_db_template(cache_dir: Path | None = None, timeout: float = 600) ->
     return template
 
 
+def install_metadata_db(env: dict[str, str], template: Path | None = None) -> bool:
+    """Copy a migrated metadata database into the stack's home unless it has one already.
+
+    For ``dag.test()`` as well as standalone. Returns whether it copied; only for the SQLite
+    file ``airflow_env`` configures (another database is left to ``migrate_db``).
+    """
+    db_file = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    if db_file.exists() or env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") != f"sqlite:///{db_file}":
+        return False
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template or metadata_db_template(), db_file)
+    return True
+
+
 def migrate_db(env: dict[str, str], timeout: float = 300) -> None:
     """``airflow db migrate`` in the stack's environment (what ``dag.test()`` needs first)."""
     log = Path(env["AIRFLOW_HOME"]) / "migrate.log"
@@ -390,10 +404,8 @@ def start_standalone(home: Path, env: dict[str, str] | None = None, *, timeout: 
     env = dict(env or airflow_env(home))
     if Path(env["AIRFLOW_HOME"]).resolve() != home:
         raise StackStartError(f"env AIRFLOW_HOME {env['AIRFLOW_HOME']} is not {home}")
-    db_file = home / "airflow.db"
-    if db_template and not db_file.exists() and env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(str(db_file)):
-        template = metadata_db_template() if db_template is True else Path(db_template)
-        shutil.copyfile(template, db_file)
+    if db_template:
+        install_metadata_db(env, None if db_template is True else Path(db_template))
     Path(env.get("DOCPOST_HOME", home / "docpost")).mkdir(parents=True, exist_ok=True)
     password_file = home / PASSWORD_FILE
     if not password_file.exists():

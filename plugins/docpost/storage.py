@@ -186,7 +186,11 @@ class ObjectStore:
             BaseHook.get_connection(self.aws_conn_id)
         except AirflowNotFoundException:
             if self._backend == "hook":
-                raise StorageUnavailable(f"Airflow connection {self.aws_conn_id!r} does not exist")
+                raise StorageRefused(f"Airflow connection {self.aws_conn_id!r} does not exist") from None
+            return None
+        except ImportError as exc:  # outside a task the Task SDK has no supervisor to ask
+            if "SUPERVISOR_COMMS" not in str(exc) or self._backend == "hook":
+                raise
             return None
         hook = S3Hook(aws_conn_id=self.aws_conn_id, config=self._botocore_config())
         return hook.get_conn()
@@ -489,6 +493,7 @@ class S3Sink:
         self.store = store
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.written = 0
+        _ = store.client  # create the shared client once, before the threads race for it
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docpost-s3sink")
         self._slots = threading.BoundedSemaphore(max_pending)
         self._lock = threading.Lock()

@@ -117,3 +117,17 @@ def test_start_standalone_refuses_an_env_for_another_home(tmp_path):
     with pytest.raises(stack.StackStartError) as refused:
         stack.start_standalone(tmp_path / "b", env, db_template=False)
     assert refused.value.code == "stack.start_failed"
+
+
+def test_install_metadata_db_copies_the_template_once(tmp_path):
+    template = tmp_path / "template.db"
+    template.write_bytes(b"SQLite format 3\0" + b"x" * 100)
+    env = stack.airflow_env(tmp_path / "home")
+    assert stack.install_metadata_db(env, template) is True
+    assert (tmp_path / "home" / "airflow.db").read_bytes() == template.read_bytes()
+    template.write_bytes(b"changed")
+    assert stack.install_metadata_db(env, template) is False  # an existing database is kept
+    other = dict(env, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql://x/y")
+    other["AIRFLOW_HOME"] = str(tmp_path / "pg-home")
+    assert stack.install_metadata_db(other, template) is False
+    assert not (tmp_path / "pg-home" / "airflow.db").exists()
