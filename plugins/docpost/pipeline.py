@@ -127,10 +127,27 @@ def _worker(actor: str, chunk: Chunk, stage: str) -> str:
     return f"{actor}#{stage}:{chunk.index}"
 
 
+class StageIncomplete(RuntimeError):
+    """Some messages of a chunk could not be worked on (storage trouble): they keep their state,
+    the rest is recorded, and the task fails so that Airflow retries it (idempotently)."""
+
+
+def _check_loaded(loaded: list[tuple[MessageRef, Any]], stage: str) -> None:
+    failed = [ref for ref, report in loaded if isinstance(report, Exception)]
+    if failed:
+        raise StageIncomplete(
+            f"{stage}: {len(failed)} of {len(loaded)} submissions could not be read; they keep their state "
+            f"and are taken up by the retry (first: message {failed[0].message_uuid})"
+        )
+
+
 def _load(refs: list[MessageRef]) -> list[tuple[MessageRef, Any]]:
     """Validate each message's submission from S3 again (safe parsing; bounded parallel reads)."""
-    from docpost.validation import validate
+    from docpost.validation import schemas, validate
 
+    # libxml2 initialises its schema types lazily and not thread-safely: compile the XSDs here,
+    # in this thread, before the pool's threads validate (else: "not a built-in type" errors).
+    schemas()
     st = store()
 
     def one(ref: MessageRef):
@@ -241,7 +258,8 @@ def validate_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     valid: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
     try:
-        for ref, report in _load(refs):
+        loaded = _load(refs)
+        for ref, report in loaded:
             if isinstance(report, Exception):
                 continue  # storage trouble: stays RECEIVED, retried by the task's retry or the next run
             if not report.valid:
@@ -260,6 +278,7 @@ def validate_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
             }))
         _reject(rejected, actor, "validate")
         led.transition_each(valid, S.VALIDATED, actor, expected_from=[S.RECEIVED])
+        _check_loaded(loaded, "validate")
     finally:
         led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), validated=len(valid), rejected=len(rejected))
@@ -282,7 +301,8 @@ def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     stamped: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
     try:
-        for ref, report in _load(refs):
+        loaded = _load(refs)
+        for ref, report in loaded:
             if isinstance(report, Exception) or not report.valid:
                 continue
             try:
@@ -302,6 +322,7 @@ def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
             }))
         _reject(rejected, actor, "stamp")
         led.transition_each(stamped, S.STAMPED, actor, expected_from=[S.VALIDATED])
+        _check_loaded(loaded, "stamp")
     finally:
         led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), stamped=len(stamped), rejected=len(rejected))
@@ -393,6 +414,7 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
                 rendered.append(Move(ref.id, f"pdf sha256 {digest[:16]}", {"pdf_sha256": digest}))
         _reject(rejected, actor, "render")
         led.transition_each(rendered, S.RENDERED, actor, expected_from=[S.STAMPED])
+        _check_loaded(loaded, "render")
     finally:
         led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), rendered=len(rendered), rejected=len(rejected))
@@ -458,7 +480,8 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
     try:
         bodies: list[tuple[MessageRef, bytes]] = []
         failed: list[Move] = []
-        for ref, report in _load(refs):
+        loaded = _load(refs)
+        for ref, report in loaded:
             if isinstance(report, Exception) or not report.valid:
                 continue
             try:
@@ -495,6 +518,7 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
         led.transition_each(retrying, S.RETRYING, actor, count_attempt=True)
         led.transition_each(failed, S.FAILED, actor)
         counts.update(submitted=len(submitted), retrying=len(retrying), failed=len(failed))
+        _check_loaded(loaded, "deliver")
     finally:
         led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), **counts)

@@ -1,0 +1,188 @@
+"""The embedded demo: the whole nightly job on this machine, with nothing configured.
+
+Starts a moto S3 server, the SF1601 simulator (mutual TLS with a throwaway CA) and Airflow in a
+temporary home (SQLite metadata, SQLite ledger), drops a generated night into S3, runs
+``docpost_nightly`` and then ``docpost_receipts`` for it, and prints the night's summary. With
+``ui=True`` it starts ``airflow standalone`` on the same stack instead and leaves it running for
+an operator (URL and login printed), e.g. to start a backfill from the UI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from docpost import config, stack
+
+NIGHTLY = "docpost_nightly"
+RECEIPTS = "docpost_receipts"
+POOL = "docpost_sf1601"
+POOL_SLOTS = 4
+
+
+@dataclass
+class DemoStack:
+    """The running parts of the embedded stack and the environment Airflow runs in."""
+
+    home: Path
+    env: dict[str, str]
+    moto: object
+    simulator: object
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for stop in reversed(self.stoppers):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - stop what can be stopped
+                pass
+
+
+def default_night() -> dt.date:
+    """Last night, as the 01:00 schedule sees it."""
+    return dt.date.today() - dt.timedelta(days=1)
+
+
+def logical_date_for(night: dt.date) -> str:
+    """A logical date whose manual data interval starts at ``night`` 01:00 Copenhagen."""
+    return f"{(night + dt.timedelta(days=1)).isoformat()}T02:00:00+01:00"
+
+
+def _airflow(env: dict[str, str], *args: str, log: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
+    with open(log, "ab") as out:
+        return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True)
+
+
+def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: float,
+          say: Callable[[str], None]) -> DemoStack:
+    """Start moto, the simulator and a prepared Airflow home; generate the night into S3."""
+    from docpost.generate import generate_night
+    from docpost.simulator.runner import start_simulator
+    from docpost.storage import ObjectStore, S3Sink
+    from docpost.tlsutil import create_test_pki
+
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    moto = stack.start_moto(log_path=home / "moto.log")
+    parts = DemoStack(home, {}, moto, None, [moto.stop])
+    try:
+        say(f"moto S3 server      {moto.url}")
+        os.environ.update({"DOCPOST_S3_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"})
+        store = ObjectStore(endpoint_url=moto.url, backend="boto3")
+        store.ensure_bucket()
+        t = time.perf_counter()
+        with S3Sink(store) as sink:
+            result = generate_night(count, night, sink=sink, broken_share=broken_share, seed=seed)
+        say(f"generated night     {night} ({count} submissions, {broken_share:.0%} broken) "
+            f"into s3://{config.settings().bucket}/inbox/ in {time.perf_counter() - t:.1f}s")
+        pki = create_test_pki(home / "pki")
+        register = home / "recipients.json"
+        register.write_bytes(store.get_bytes("recipients.json"))
+        sim = start_simulator(home / "simulator", register, {}, tls_cert=pki.server_cert, tls_key=pki.server_key,
+                              client_ca=pki.ca_cert, client_cert=(pki.client_cert, pki.client_key),
+                              subprocess_mode=True)
+        parts.simulator = sim
+        parts.stoppers.append(sim.stop)
+        say(f"SF1601 simulator    {sim.url} (mutual TLS)")
+        airflow_home = home / "airflow"
+        env = stack.airflow_env(airflow_home, s3_endpoint_url=moto.url, docpost_home=home / "docpost")
+        env.update({
+            "DOCPOST_DB_URL": os.environ.get("DOCPOST_DB_URL") or f"sqlite:///{home / 'docpost' / 'ledger.db'}",
+            "DOCPOST_SF1601_URL": sim.url,
+            "DOCPOST_SF1601_CERT": str(pki.client_cert),
+            "DOCPOST_SF1601_KEY": str(pki.client_key),
+            "DOCPOST_SF1601_CA": str(pki.ca_cert),
+        })
+        (home / "docpost").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stack.metadata_db_template(), airflow_home / "airflow.db")
+        _airflow(env, "pools", "set", POOL, str(POOL_SLOTS), "Bounds concurrent SF1601 delivery",
+                 log=airflow_home / "setup.log", timeout=300)
+        parts.env = env
+        return parts
+    except BaseException:
+        parts.stop()
+        raise
+
+
+def run_dag(parts: DemoStack, dag_id: str, night: dt.date, conf: dict | None = None) -> int:
+    """``airflow dags test`` for ``night`` in the stack's Airflow home; returns its exit code."""
+    args = ["dags", "test", dag_id, logical_date_for(night)]
+    if conf:
+        args += ["--conf", json.dumps(conf)]
+    return _airflow(parts.env, *args, log=parts.home / f"{dag_id}.log").returncode
+
+
+def refresh_summary(parts: DemoStack, night: dt.date) -> str:
+    """Rewrite the night's report now that receipts are in, and return its text."""
+    from docpost import pipeline
+
+    env_backup = dict(os.environ)
+    try:
+        os.environ.update({k: v for k, v in parts.env.items() if k.startswith(("DOCPOST_", "AWS_"))})
+        pipeline.summarize(night, actor="demo")
+        return pipeline.store().get_bytes(f"reports/{night.isoformat()}/summary.txt").decode()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+
+
+def run(*, count: int = 200, night: dt.date | None = None, seed: int = 1, broken_share: float = 0.1,
+        home: Path | None = None, ui: bool = False, say: Callable[[str], None] = print) -> int:
+    """The README's main command (``make demo``), or with ``ui`` the operator's stack (``make ui``)."""
+    night = night or default_night()
+    home = (home or config.settings().home / "demo").resolve()
+    t0 = time.perf_counter()
+    parts = start(home, count=count, night=night, seed=seed, broken_share=broken_share, say=say)
+    try:
+        if ui:
+            return _serve_ui(parts, night, say)
+        say(f"running             {NIGHTLY} for night {night} (airflow dags test; log {home / (NIGHTLY + '.log')})")
+        t = time.perf_counter()
+        code = run_dag(parts, NIGHTLY, night)
+        say(f"                    finished in {time.perf_counter() - t:.1f}s, exit {code}")
+        if code:
+            say((home / f"{NIGHTLY}.log").read_text(errors="replace")[-3000:])
+            return code
+        time.sleep(1.5)  # the simulator publishes receipts shortly after delivery
+        say(f"running             {RECEIPTS} (delivery receipts)")
+        code = run_dag(parts, RECEIPTS, night)
+        if code:
+            say((home / f"{RECEIPTS}.log").read_text(errors="replace")[-3000:])
+            return code
+        say("")
+        say(refresh_summary(parts, night))
+        bucket = parts.env.get("DOCPOST_BUCKET", "docpost")
+        say(f"reports             s3://{bucket}/reports/{night}/summary.json and summary.txt")
+        say(f"rejection reports   s3://{bucket}/rejected/<source-system>/{night}/<submission-id>/")
+        say(f"ledger              {parts.env['DOCPOST_DB_URL']}  (docpost status / docpost report)")
+        say(f"done in {time.perf_counter() - t0:.0f}s; the stack is stopped, its files stay in {home}")
+        return code
+    finally:
+        parts.stop()
+
+
+def _serve_ui(parts: DemoStack, night: dt.date, say: Callable[[str], None]) -> int:
+    airflow = stack.start_standalone(Path(parts.env["AIRFLOW_HOME"]), parts.env)
+    parts.stoppers.append(airflow.stop)
+    say("")
+    say(f"Airflow UI          {airflow.url}")
+    say(f"login               {airflow.username} / {airflow.password}")
+    say(f"sample night        {night} is in S3; trigger {NIGHTLY} (or a backfill) from the UI")
+    say("Ctrl-C stops the stack.")
+    try:
+        while airflow.handle.alive():
+            time.sleep(2)
+    except KeyboardInterrupt:
+        say("stopping")
+    return 0
