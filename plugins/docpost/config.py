@@ -41,6 +41,7 @@ class Settings:
     sf1601_attempts: int  # DOCPOST_SF1601_ATTEMPTS: sends per letter within one task before RETRYING
     max_send_attempts: int  # DOCPOST_MAX_SEND_ATTEMPTS: tasks that may retry a letter before FAILED
     chunk_size: int  # DOCPOST_CHUNK_SIZE: letters per mapped chunk task
+    claim_lease_seconds: float  # DOCPOST_CLAIM_LEASE_SECONDS: a killed task's claims expire after this
 
 
 def settings() -> Settings:
@@ -67,4 +68,5 @@ def settings() -> Settings:
         sf1601_attempts=int(os.environ.get("DOCPOST_SF1601_ATTEMPTS", "4")),
         max_send_attempts=int(os.environ.get("DOCPOST_MAX_SEND_ATTEMPTS", "12")),
         chunk_size=int(os.environ.get("DOCPOST_CHUNK_SIZE", "500")),
+        claim_lease_seconds=float(os.environ.get("DOCPOST_CLAIM_LEASE_SECONDS", "600")),
     )

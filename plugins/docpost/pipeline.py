@@ -26,13 +26,12 @@ from typing import Any, Iterable
 from docpost import config
 from docpost.ledger import Ledger, MessageRef, MessageState, Move, Receipt, Registration
 from docpost.model import Channel, ReplyType, Submission, SubmissionKey
-from docpost.storage import ObjectStore, S3Submission
+from docpost.storage import ObjectStore, S3Submission, StorageError
 
 log = logging.getLogger(__name__)
 S = MessageState
 
 LOOKBACK_DAYS = 7  # how far back a run sweeps for late drops
-LEASE_SECONDS = 1800  # a claim outlives a killed worker by at most this long
 IO_THREADS = 8  # parallel S3 reads per chunk task (S3 latency, not CPU)
 WORKABLE = (S.RECEIVED, S.VALIDATED, S.STAMPED, S.RENDERED, S.RETRYING)
 RECEIPTS_CURSOR_KEY = "state/receipts-cursor.json"
@@ -112,14 +111,20 @@ def _ids_in(chunk: Chunk, states: Iterable[MessageState]) -> list[int]:
 
 
 def _claim(chunk: Chunk, states: Iterable[MessageState], worker: str) -> list[MessageRef]:
-    """Claim this chunk's messages in ``states`` (in slices the ledger accepts)."""
+    """Claim this chunk's messages in ``states`` (in slices the ledger accepts).
+
+    Claims this same task left behind when its process was killed are taken back first (a retry
+    of the task has the same worker name); another run's claims expire after the lease.
+    """
     led, states = ledger(), list(states)
     ids = _ids_in(chunk, states)
+    lease = config.settings().claim_lease_seconds
     refs: list[MessageRef] = []
-    step = led.chunk_size if hasattr(led, "chunk_size") else 500
+    step = led.chunk_size
     for start in range(0, len(ids), step):
         part = ids[start:start + step]
-        refs.extend(led.claim(states, len(part), worker, LEASE_SECONDS, message_ids=part))
+        led.release(part, worker)
+        refs.extend(led.claim(states, len(part), worker, lease, message_ids=part))
     return refs
 
 
@@ -143,7 +148,7 @@ def _check_loaded(loaded: list[tuple[MessageRef, Any]], stage: str) -> None:
 
 def _load(refs: list[MessageRef]) -> list[tuple[MessageRef, Any]]:
     """Validate each message's submission from S3 again (safe parsing; bounded parallel reads)."""
-    from docpost.validation import schemas, validate
+    from docpost.validation import ValidationIssue, ValidationReport, schemas, validate
 
     # libxml2 initialises its schema types lazily and not thread-safely: compile the XSDs here,
     # in this thread, before the pool's threads validate (else: "not a built-in type" errors).
@@ -153,9 +158,13 @@ def _load(refs: list[MessageRef]) -> list[tuple[MessageRef, Any]]:
     def one(ref: MessageRef):
         try:
             return ref, validate(S3Submission(st, _key(ref)))
-        except Exception as exc:  # noqa: BLE001 - one submission never stops the chunk
-            log.warning("message %s: could not load its submission: %s", ref.message_uuid, type(exc).__name__)
+        except StorageError as exc:  # S3 trouble, not the submission's fault: retried, never rejected
+            log.warning("message %s: could not read its submission: %s", ref.message_uuid, exc.code)
             return ref, exc
+        except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - a validator bug
+            log.exception("message %s: the validator failed", ref.message_uuid)
+            return ref, ValidationReport(_key(ref), [ValidationIssue(
+                "validator.internal-error", f"the validator failed on this submission ({type(exc).__name__})")])
 
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
         return list(pool.map(one, refs))
@@ -582,7 +591,6 @@ def summarize(night: str | dt.date, *, actor: str, overdue_hours: float = 24) ->
     report = ledger().report(day, overdue_hours=overdue_hours)
     st = store()
     data = report.to_dict()
-    data["generated_by"] = actor
     st.put_json(f"reports/{day.isoformat()}/summary.json", data)
     st.put_text(f"reports/{day.isoformat()}/summary.txt", report_text(report))
     return {"night": day.isoformat(), "total": report.total, **{k.lower(): v for k, v in report.by_state.items()},
