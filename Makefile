@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
-DEB_PACKAGES := poppler-utils
+DEB_PACKAGES := poppler-utils docker-compose
 
 .PHONY: demo ui test test-fast bench lock debs clean
 
@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
-# Debian packages the tests use (pdftoppm, pdftotext for the rendering tests).
+# Debian packages the tests use: poppler-utils (pdftoppm, pdftotext, pdffonts for the rendering
+# tests) and docker-compose v1 (checks docker-compose.yaml without a daemon).
 debs:
-	@command -v pdftoppm >/dev/null || { \
+	@{ command -v pdftoppm && command -v docker-compose; } >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); fi; }
 
