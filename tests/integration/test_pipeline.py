@@ -144,3 +144,36 @@ def test_dry_run_sends_nothing(night):
     st = states(led)
     assert st.get("SUBMITTED", 0) == 0 and st.get("RENDERED", 0) > 0
     assert not sim.stats()["deliveries"]
+
+
+def test_faulty_service_every_letter_delivered_exactly_once(night, monkeypatch):
+    """20% 5xx, 10% timeouts after recording, 5% dropped connections, duplicate and out-of-order
+    receipts: reruns of the deliver stage (as Airflow's retries and the next night do) end with
+    every sendable letter accepted once and delivered once by the simulator's own count."""
+    store, sim, expected = night
+    sim.set_faults(error_5xx=0.2, timeout=0.1, drop=0.05, timeout_seconds=1.5,
+                   duplicate_receipts=0.2, out_of_order_receipts=0.2, seed=3)
+    monkeypatch.setenv("DOCPOST_SF1601_TIMEOUT", "1")
+    monkeypatch.setenv("DOCPOST_SF1601_ATTEMPTS", "2")
+    monkeypatch.setenv("DOCPOST_MAX_SEND_ATTEMPTS", "50")
+    pipeline._client_for.cache_clear()
+    run_night(chunk_size=20)
+    led = pipeline.ledger()
+    for _ in range(15):  # what the task retries and the following nights do
+        if not led.message_ids(states=[MessageState.RETRYING]):
+            break
+        for chunk in pipeline.plan_chunks(NIGHT, chunk_size=20):
+            pipeline.deliver_chunk(chunk, actor="retry")
+    assert not led.message_ids(states=[MessageState.RETRYING])
+    assert sim.stats()["faults"], "no fault was produced"
+    msgs = led.messages(led.message_ids())
+    sent = [m for m in msgs if m.state == MessageState.SUBMITTED]
+    stats = sim.stats()
+    deliveries, accepted = stats["deliveries"], stats["transactions"]
+    # every SUBMITTED letter was accepted by the service exactly once (one transaction per
+    # message), whatever the faults; unknown recipients are accepted and fail by receipt later
+    assert {m.message_uuid.lower() for m in sent} <= {k.lower() for k in accepted}
+    assert max(accepted.values()) == 1 and max(deliveries.values()) == 1
+    retried = [m for m in msgs if any(e.to_state == MessageState.RETRYING for e in led.history(m.id))]
+    assert retried, "faults at these shares must have forced resends"
+    assert all(m.state in (MessageState.SUBMITTED, MessageState.FAILED) for m in retried)
