@@ -111,6 +111,39 @@ def test_night_is_delivered_rejected_and_reported(night):
     final = states(led)
     assert final.get("SUBMITTED", 0) == 0, final
     assert final.get("DELIVERED_DIGITAL", 0) > 0 and final.get("DELIVERED_PHYSICAL", 0) > 0, final
+    # the register decides: exempt recipients go by print, unknown ones fail with the reason
+    register = json.loads(store.get_bytes("recipients.json"))
+    from docpost.ledger import recipient_hash
+    from docpost import config
+    key = config.settings().pseudonym_key
+    by_hash = {recipient_hash(("CPR" if len(k) == 10 else "CVR"), k, key): v for k, v in register.items()}
+    seen = set()
+    for m in led.messages(led.message_ids()):
+        status = by_hash.get(m.recipient_hash)
+        if m.state == MessageState.REJECTED or status is None:
+            continue
+        seen.add(status)
+        if status == "unknown":
+            assert m.state == MessageState.FAILED and m.reason_code and m.reason_text, m
+        elif status == "physical":
+            assert m.state in (MessageState.DELIVERED_PHYSICAL, MessageState.FAILED), m.state
+    assert {"digital", "physical"} <= seen
+    # the letter shows its reply address: the reply line is in the rendered PDF's text
+    import io
+
+    from pypdf import PdfReader
+
+    stamped = [m for m in led.messages(led.message_ids())
+               if m.reply_type == "angivet" and m.state == MessageState.DELIVERED_DIGITAL]
+    rendered_by_docpost = 0
+    for m in stamped:
+        reader = PdfReader(io.BytesIO(store.get_bytes(pipeline.rendered_key(m.ref))))
+        if "docpost-ref" not in str((reader.metadata or {}).get("/Keywords", "")):
+            continue  # a supplied ready PDF goes as it is (its reply address is in the MeMo)
+        rendered_by_docpost += 1
+        text = " ".join(p.extract_text() for p in reader.pages)
+        assert "Svar via Digital Post" in text, m.message_uuid
+    assert rendered_by_docpost
     # each delivered letter reached the simulator exactly once
     stats = sim.stats()
     counts = stats["deliveries"]
