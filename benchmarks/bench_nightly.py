@@ -57,7 +57,8 @@ STAGES = ("collect", "validate", "stamp", "render", "deliver")
 STAGE_FROM = {"validate": ("RECEIVED",), "stamp": ("VALIDATED",), "render": ("STAMPED",),
               "deliver": ("RENDERED", "RETRYING")}
 FINAL = ("REJECTED", "SUBMITTED", "FAILED", "DELIVERED_DIGITAL", "DELIVERED_PHYSICAL")
-REQUEST_LINE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) ')
+# moto's access log colours some lines: '"\x1b[35m\x1b[1mGET /bucket/key HTTP/1.1...'
+REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|POST|HEAD|DELETE) ')
 
 NAIVE_DAG = '''\
 """Benchmark only: the naive design, one mapped task per letter (not part of docpost)."""
