@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from docpost.ledger.schema import metadata
+from docpost.ledger.schema import metadata as ledger_metadata
 from docpost.migrations import VERSION_TABLE
+from docpost.replies.schema import metadata as replies_metadata
+
+metadata = [ledger_metadata, replies_metadata]
 
 
 def _configure(connection) -> None:

@@ -30,6 +30,7 @@ from lxml import etree
 
 from docpost import receipts as rc
 from docpost.model import mask_identifier
+from docpost.simulator import inbound
 from docpost.simulator.kombi import KombiRejected, read_kombi_request
 from docpost.simulator.store import Store
 
@@ -155,6 +156,7 @@ class Simulator:
     def __init__(self, state_dir: Path, register: dict[str, str], faults: Faults,
                  config: SimulatorConfig, tls: bool) -> None:
         self.store = Store(state_dir)
+        inbound.ensure_schema(self.store.db)
         self.register = register
         self.config = config
         self.tls = tls
@@ -260,6 +262,10 @@ class Simulator:
             return 400, answer
         transmission_id = self.new_uuid()
         self.deliver(transaction_id, transmission_id, letter)
+        try:  # what a reply to this letter needs (see docpost.simulator.inbound)
+            inbound.remember_letter(self.store.db, body)
+        except etree.LxmlError:  # already checked by read_kombi_request; never fail a send
+            log.warning("could not record reply facts of transaction %s", transaction_id)
         answer = _answer(True, transaction_id, transmission_id)
         self.store.record_transaction(transaction_id, 200, answer, letter.message_uuid)
         self.counters.accepted += 1
@@ -487,6 +493,7 @@ def create_app(state_dir: Path | str | None = None, register_path: Path | str | 
             return JSONResponse({"error": "body must be {\"cursor\": <int>}"}, 400)
         return JSONResponse({"acked_cursor": sim.store.ack(cursor)})
 
+    inbound.mount(app, sim)
     return _TransportCapture(app)  # type: ignore[return-value]
 
 
