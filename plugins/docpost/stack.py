@@ -430,7 +430,7 @@ def start_standalone(home: Path, env: dict[str, str] | None = None, *, timeout: 
 class AirflowAPI:
     """A small client for Airflow 3's REST API (``/api/v2``), authenticated with a JWT."""
 
-    def __init__(self, url: str, username: str, password: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, username: str, password: str, *, timeout: float = 120.0) -> None:
         import httpx
 
         self.url = url.rstrip("/")

@@ -50,11 +50,20 @@ def test_renders_a_letter_submission(night, tmp_path, capsys):
 def test_supplied_main_pdf_is_print_checked(night, tmp_path, capsys):
     folder = with_role(night, "main")
     out = tmp_path / "main.pdf"
-    rc = main(["render", str(folder), "--out", str(out)])
+    # the generator lays out its ready PDFs for the window envelope: they pass as they are
+    assert main(["render", str(folder), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert out.exists() and "not print-ready" not in capsys.readouterr().err
+    # the same letter with body text running through the address window is refused, with the rule
+    from docpost.generate import pdf_document
+
+    broken = tmp_path.joinpath("inbox", *folder.parts[-3:])  # same source system, date and id
+    shutil.copytree(folder, broken)
+    main_pdf = next(p for p in broken.glob("*.pdf") if p.name == "hoveddokument.pdf")
+    main_pdf.write_bytes(pdf_document("Afgørelse", ["Tekst der løber hen over adressefeltet. " * 40] * 4, 1))
+    rc = main(["render", str(broken), "--out", str(tmp_path / "broken.pdf")])
     err = capsys.readouterr().err
-    assert out.exists()
-    assert (rc == 1) == ("not print-ready" in err)
-    assert "print.no-address" in err  # the generator's supplied PDFs carry no address in the window
+    assert rc == 1 and "not print-ready" in err
+    assert "print.no-address" in err or "print.content-in-address-window" in err
 
 
 def test_invalid_folder_is_refused(tmp_path, capsys):
