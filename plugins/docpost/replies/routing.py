@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from docpost.hierarchy import Emne, Hierarchy
-from docpost.replies.parsing import InboundMessage, is_contact_point
+from docpost.replies.parsing import InboundMessage, is_contact_point, legacy_number
 
 RULE_CONTACT_POINT = "contact-point"
 RULE_ORIGINAL = "original-letter"
@@ -150,8 +150,9 @@ def route(message: InboundMessage, hierarchy: Hierarchy,
         decisions.append(Decision(RULE_ORIGINAL, SKIPPED, detail="not a reply (no ReplyData)"))
 
     # 3. legacy Postkasse/Emne numbers
-    if message.legacy and chosen is None and final_reason is None:
-        postkasse_id, emne_id = message.legacy
+    legacy = message.legacy or legacy_number(message.contact_point_id)
+    if legacy and chosen is None and final_reason is None:
+        postkasse_id, emne_id = legacy
         emne = hierarchy.emne(emne_id)
         if emne is None or (postkasse_id is not None and emne.postkasse_id != postkasse_id):
             decisions.append(Decision(RULE_LEGACY, NOT_FOUND, REASON_UNKNOWN_LEGACY,
