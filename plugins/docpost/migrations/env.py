@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from docpost.ledger.schema import metadata as ledger_metadata
+import docpost.replies.schema  # noqa: F401 - adds the reply tables to the ledger's MetaData
+from docpost.ledger.schema import metadata
 from docpost.migrations import VERSION_TABLE
-from docpost.replies.schema import metadata as replies_metadata
-
-metadata = [ledger_metadata, replies_metadata]
 
 
 def _configure(connection) -> None:

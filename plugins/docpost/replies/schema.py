@@ -6,15 +6,16 @@
 - ``reply_decisions``: append-only, every routing decision with its rule, time and actor.
 - ``reply_mails``: one row per mail to a functional mailbox (unique per inbound message), with
   its deterministic Message-ID; ``sending`` is recorded before the SMTP send, ``sent`` after.
+
+The tables join the ledger's MetaData (they live in its database and its migrations); the
+migration environment imports this module so the schema comparison sees them.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
 
-from docpost.ledger.schema import NAMING, Key, UtcDateTime
-
-metadata = MetaData(naming_convention=NAMING)
+from docpost.ledger.schema import Key, UtcDateTime, metadata  # one database, one MetaData
 
 inbound = Table(
     "reply_inbound",
