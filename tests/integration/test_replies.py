@@ -341,3 +341,27 @@ def test_manual_assignment_by_cli_mails_and_records_who(world, capsys):
     # a closed Emne is refused
     unknown = next(i for i in items if i["kind"] == "unknown_original")
     assert run("replies", "assign", unknown["id"], "1005") == 2
+
+
+def test_mail_server_down_keeps_messages_unacknowledged_until_it_is_back(world, monkeypatch):
+    from conftest import free_port
+
+    from docpost.replies import process_inbound
+    from docpost.replies.store import ReplyStore
+
+    sim, sink, led, _, _ = world
+    items = generate(sim, {"new": 3, "unknown_original": 1}, seed=53)["generated"]
+    monkeypatch.setenv("DOCPOST_SMTP_PORT", str(free_port()))  # nothing listens there
+    down = process_inbound("test:smtp-down", today=TODAY)
+    assert down["mail_failed"] == 1 and not down.get("mailed")  # gave up after the first
+    assert down["routed"] == 3 and down["manual"] == 1
+    stats = sim.get("/sim/inbound/stats")
+    assert stats["pending"] == 3  # the routed ones wait; the manual one is acknowledged
+    store = ReplyStore(led)
+    assert {store.get(i["id"]).state for i in items if i["kind"] == "new"} == {"ROUTED"}
+
+    monkeypatch.setenv("DOCPOST_SMTP_PORT", str(sink.port))
+    up = process_inbound("test:smtp-up", today=TODAY)
+    assert up["mailed"] == 3 and sim.get("/sim/inbound/stats")["pending"] == 0
+    assert Counter(m.message_id for m in sink.messages()).most_common(1)[0][1] == 1
+    assert {store.get(i["id"]).state for i in items if i["kind"] == "new"} == {"MAILED"}

@@ -53,7 +53,10 @@ def default_ledger() -> Ledger:
 
 
 def _today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+    """Today in the municipality's time zone (closing dates are local dates)."""
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo("Europe/Copenhagen")).date()
 
 
 def find_original(led: Ledger):  # noqa: ANN201
