@@ -219,8 +219,7 @@ def test_redelivered_messages_are_mailed_once(world):
         def ack(self, inbound_id):
             raise InboundProtocolError("ack refused (test)")
 
-    client = NoAck.__new__(NoAck)
-    InboundClient.__init__(client, **_client_args())
+    client = NoAck(**_client_args())
     with pytest.raises(InboundProtocolError):
         process_inbound("test:no-ack", today=TODAY, client=client)
     client.close()
@@ -299,7 +298,6 @@ def test_manual_assignment_by_cli_mails_and_records_who(world, capsys):
 
     from docpost.commands import replies as replies_commands
     from docpost.hierarchy import load_hierarchy
-    from docpost.mailsink import RCPT_HEADER  # noqa: F401
     from docpost.replies import process_inbound
     from docpost.replies.mail import mail_address
 

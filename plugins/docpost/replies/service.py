@@ -239,7 +239,8 @@ def assign(inbound_id: str, emne_id: int, actor: str, *, transport=None,  # noqa
     ctx = _Context(ledger, hierarchy, transport, today)
     try:
         record = ctx.store.get(inbound_id)
-        if record.state in (MAILED,) or (ctx.store.mail(record) or _NO_MAIL).state == SENT:
+        mail = ctx.store.mail(record)
+        if record.state == MAILED or (mail is not None and mail.state == SENT):
             raise AssignRefused(f"inbound message {inbound_id} was already mailed to {record.mailbox}")
         emne = ctx.hierarchy.emne(emne_id)
         if emne is None:
@@ -254,7 +255,6 @@ def assign(inbound_id: str, emne_id: int, actor: str, *, transport=None,  # noqa
         except InboundRejected as exc:
             raise AssignRefused(f"inbound message {inbound_id} cannot be read ({exc.reason}); "
                                 "ask the sender to write again") from None
-        mail = ctx.store.mail(record)
         if mail is not None and record.state == MANUAL:
             ctx.store.drop_mail(mail)  # refused by the server earlier: a new address now
         elif mail is not None:
@@ -275,13 +275,6 @@ def assign(inbound_id: str, emne_id: int, actor: str, *, transport=None,  # noqa
         return ctx.store.get(inbound_id)
     finally:
         ctx.close()
-
-
-class _NoMail:
-    state = None
-
-
-_NO_MAIL = _NoMail()
 
 
 def why(inbound_id: str, *, ledger: Ledger | None = None):  # noqa: ANN201
