@@ -106,10 +106,14 @@ def test_db_upgrade_works_from_any_directory(tmp_path, monkeypatch, capsys):
     elsewhere = tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
+    from docpost.migrations import head_revision
+
+    head = head_revision()
+    assert head != "0001_ledger"  # later migrations (reply routing) chain after the ledger's
     assert run("db", "upgrade") == 0
-    assert "0001_ledger" in capsys.readouterr().out
+    assert head in capsys.readouterr().out
     fresh = Ledger(url)
-    assert fresh.revision() == "0001_ledger"
+    assert fresh.revision() == head
     assert fresh.register([registration(1)], actor="t").created
     fresh.close()
     assert not list(elsewhere.iterdir())  # nothing written into the working directory
