@@ -12,6 +12,8 @@ and line.
 
 from __future__ import annotations
 
+from docpost.configfile import ConfigFileError
+
 import datetime as dt
 import hashlib
 import threading
@@ -30,34 +32,11 @@ _Q = f"{{{NS_HIERARCHY}}}"
 # Errors
 
 
-class HierarchyError(Exception):
+class HierarchyError(ConfigFileError):
     """A problem with a contact hierarchy file, naming the file and the line."""
 
     code = "hierarchy.invalid"
-
-    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.path = str(path) if path is not None else None
-        self.line = line
-        self.all_errors: tuple[HierarchyError, ...] = (self,)
-
-    @property
-    def location(self) -> str:
-        """``file:line`` (or what of it is known)."""
-        if self.path and self.line:
-            return f"{self.path}:{self.line}"
-        return self.path or (f"line {self.line}" if self.line else "<hierarchy>")
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message} [{self.code}]"
-
-    def __reduce__(self):
-        return (_rebuild_error, (type(self), self.message, self.path, self.line))
-
-
-def _rebuild_error(cls, message, path, line):
-    return cls(message, path=path, line=line)
+    kind = "hierarchy"
 
 
 class HierarchyNotFound(HierarchyError):

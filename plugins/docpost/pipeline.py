@@ -218,6 +218,11 @@ def plan_chunks(night: str | dt.date, *, chunk_size: int | None = None) -> list[
 # --------------------------------------------------------------------------- the stages
 
 
+def _issue(code: str, message: str, file: str | None = None, path: str | None = None) -> dict:
+    """One problem in a rejection report (the shape ``docpost validate --json`` prints)."""
+    return {"code": code, "file": file, "line": None, "path": path, "message": message}
+
+
 def _rejection_report(ref: MessageRef, issues: list[dict], stage: str) -> tuple[str, str]:
     import json
 
@@ -317,8 +322,7 @@ def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
             try:
                 result = stamp(report.submission, profiles)
             except StampingError as exc:
-                rejected.append((ref, [{"code": exc.code, "file": "manifest.xml", "line": None,
-                                        "path": None, "message": exc.message}]))
+                rejected.append((ref, [_issue(exc.code, exc.message, "manifest.xml")]))
                 continue
             reply = result.reply
             detail = (f"{reply.rule}: ikkeMuligt" if reply.reply_type is ReplyType.NOT_POSSIBLE
@@ -395,18 +399,13 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
                 result = stamp(report.submission, profiles)
                 pdf = _letter_pdf(ref, rows[ref.id], report.submission, result)
             except StampingError as exc:
-                rejected.append((ref, [{"code": exc.code, "file": "manifest.xml", "line": None, "path": None,
-                                        "message": exc.message}]))
+                rejected.append((ref, [_issue(exc.code, exc.message, "manifest.xml")]))
                 continue
             except RenderError as exc:
-                issues = getattr(exc, "issues", None) or []
-                if issues:
-                    rejected.append((ref, [{"code": i.code, "file": report.submission.manifest.main_file.name,
-                                            "line": None, "path": f"page {i.page}" if getattr(i, "page", None) else None,
-                                            "message": i.message} for i in issues]))
-                else:
-                    rejected.append((ref, [{"code": getattr(exc, "code", "render.failed"), "file": None,
-                                            "line": None, "path": None, "message": getattr(exc, "message", str(exc))}]))
+                main_name = report.submission.manifest.main_file.name
+                issues = [_issue(i.code, i.message, main_name, f"page {i.page}" if i.page else None)
+                          for i in getattr(exc, "issues", ())]
+                rejected.append((ref, issues or [_issue(exc.code, exc.message)]))
                 continue
             outputs.append((ref, pdf))
 

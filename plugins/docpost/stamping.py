@@ -17,6 +17,8 @@ in the MeMo ``Sender/ContactPoint``, in the legacy fjernprint fields
 
 from __future__ import annotations
 
+from docpost.configfile import ConfigFileError
+
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -38,33 +40,11 @@ _Q = f"{{{NS_PROFILES}}}"
 # Errors: the configuration (ProfilesError) and one letter's stamping (StampingError)
 
 
-class ProfilesError(Exception):
+class ProfilesError(ConfigFileError):
     """A problem with the sending-profiles file, naming the file and the line."""
 
     code = "profiles.invalid"
-
-    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.path = str(path) if path is not None else None
-        self.line = line
-        self.all_errors: tuple[ProfilesError, ...] = (self,)
-
-    @property
-    def location(self) -> str:
-        if self.path and self.line:
-            return f"{self.path}:{self.line}"
-        return self.path or (f"line {self.line}" if self.line else "<profiles>")
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message} [{self.code}]"
-
-    def __reduce__(self):
-        return (_rebuild_config_error, (type(self), self.message, self.path, self.line))
-
-
-def _rebuild_config_error(cls, message, path, line):
-    return cls(message, path=path, line=line)
+    kind = "profiles"
 
 
 class ProfilesNotFound(ProfilesError):
