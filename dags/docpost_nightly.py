@@ -14,7 +14,8 @@ import pendulum
 from airflow.sdk import Param, dag, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-TIMEZONE = "Europe/Copenhagen"
+from docpost.dag_defaults import START_DATE, TIMEZONE, default_args
+
 DELIVERY_POOL = "docpost_sf1601"
 
 
@@ -35,17 +36,11 @@ def _actor(context) -> str:
     dag_id="docpost_nightly",
     description="Collect letters from S3, validate, stamp, render and deliver them",
     schedule=CronDataIntervalTimetable("0 1 * * *", timezone=TIMEZONE),
-    start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["docpost"],
-    default_args={
-        "owner": "docpost",
-        "retries": 3,
-        "retry_delay": dt.timedelta(seconds=20),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(minutes=15),
-    },
+    default_args=default_args(retry_delay_seconds=20, max_retry_minutes=15),
     params={
         "night": Param(
             None, type=["null", "string"], format="date",

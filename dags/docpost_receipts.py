@@ -10,25 +10,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pendulum
 from airflow.sdk import Param, dag, task
+
+from docpost.dag_defaults import START_DATE, default_args
 
 
 @dag(
     dag_id="docpost_receipts",
     description="Fetch SF1601 delivery receipts and settle the ledger",
     schedule=dt.timedelta(minutes=15),
-    start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Copenhagen"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["docpost"],
-    default_args={
-        "owner": "docpost",
-        "retries": 3,
-        "retry_delay": dt.timedelta(seconds=20),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(minutes=10),
-    },
+    default_args=default_args(retry_delay_seconds=20, max_retry_minutes=10),
     params={
         "overdue_hours": Param(24, type="integer", minimum=1, description="Flag SUBMITTED without receipt after"),
     },

@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pendulum
 from airflow.sdk import Param, dag, task
+
+from docpost.dag_defaults import START_DATE, default_args
 
 
 @dag(
     dag_id="docpost_replies",
     description="Route inbound replies to functional mailboxes; unroutable ones to manual distribution",
     schedule=dt.timedelta(minutes=5),
-    start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Copenhagen"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["docpost"],
-    default_args={
-        "owner": "docpost",
-        "retries": 3,
-        "retry_delay": dt.timedelta(seconds=30),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(minutes=5),
-    },
+    default_args=default_args(retry_delay_seconds=30, max_retry_minutes=5),
     params={
         "batch_size": Param(50, type="integer", minimum=1, maximum=1000, description="Messages per pull"),
         "max_batches": Param(200, type="integer", minimum=1, description="Pulls per run"),
