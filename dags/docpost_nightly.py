@@ -8,8 +8,6 @@ outstanding messages into chunks and runs validate -> stamp -> render -> deliver
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pendulum
 from airflow.sdk import Param, dag, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
