@@ -317,7 +317,10 @@ def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     try:
         loaded = _load(refs)
         for ref, report in loaded:
-            if isinstance(report, Exception) or not report.valid:
+            if isinstance(report, Exception):
+                continue  # storage trouble: the task fails after recording the rest
+            if not report.valid:  # changed since it was validated: never skipped silently
+                rejected.append((ref, report.to_json()["errors"]))
                 continue
             try:
                 result = stamp(report.submission, profiles)
@@ -393,7 +396,10 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
         loaded = _load(refs)
         outputs: list[tuple[MessageRef, bytes]] = []
         for ref, report in loaded:
-            if isinstance(report, Exception) or not report.valid:
+            if isinstance(report, Exception):
+                continue  # storage trouble: the task fails after recording the rest
+            if not report.valid:  # changed since it was validated: never skipped silently
+                rejected.append((ref, report.to_json()["errors"]))
                 continue
             try:
                 result = stamp(report.submission, profiles)
@@ -490,7 +496,12 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
         failed: list[Move] = []
         loaded = _load(refs)
         for ref, report in loaded:
-            if isinstance(report, Exception) or not report.valid:
+            if isinstance(report, Exception):
+                continue
+            if not report.valid:
+                codes = ", ".join(dict.fromkeys(i.code for i in report.issues))
+                failed.append(Move(ref.id, f"no longer valid: {codes}", {"reason_code": "submission.changed",
+                                                                     "reason_text": f"no longer valid: {codes}"}))
                 continue
             try:
                 result = stamp(report.submission, profiles)

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import stat
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -301,6 +302,10 @@ class _Schemas:
 
     def __init__(self, engine: str, schema_dir: Path):
         self.engine = engine
+        # A compiled lxml schema keeps the error log of its last validation: validating and then
+        # reading that log must not interleave with another thread's validation (the pipeline
+        # reads submissions in threads), or a failed check can come back with no errors.
+        self._lock = threading.Lock()
         if engine == "lxml":
             from lxml import etree
 
@@ -332,11 +337,15 @@ class _Schemas:
 
     def _lxml_errors(self, kind: str, tree, file: str) -> list[ValidationIssue]:
         schema = self._schemas[kind]
-        if schema.validate(tree):
-            return []
+        with self._lock:
+            if schema.validate(tree):
+                return []
+            error_log = list(schema.error_log)
+        if not error_log:  # never report a failed check as valid
+            return [ValidationIssue("schema.invalid", "the document does not match its schema", file, None, None)]
         issues: list[ValidationIssue] = []
         facet_at: set[tuple[int, str]] = set()
-        for entry in schema.error_log:
+        for entry in error_log:
             element, path = _element_and_path(tree, entry.path)
             type_name = entry.type_name
             if type_name == "SCHEMAV_ELEMENT_CONTENT":
