@@ -126,6 +126,17 @@ def test_nightly_end_to_end_then_rerun_changes_nothing(airflow_stack):
     assert s3_state() == objects  # not one object written differently
     assert sim_deliveries(sim) == deliveries
 
+    # docpost_receipts settles what was submitted, twice over changes nothing more
+    receipts = [str(Path(sys.executable).parent / "airflow"), "dags", "test", "docpost_receipts"]
+    for _ in range(2):
+        time.sleep(1)
+        done = subprocess.run(receipts, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-4000:]
+    settled = led.messages(led.message_ids())
+    assert not [m for m in settled if m.state == S.SUBMITTED]
+    assert all(m.channel for m in settled if m.state in (S.DELIVERED_DIGITAL, S.DELIVERED_PHYSICAL))
+    assert sim_deliveries(sim) == deliveries
+
 
 def test_dry_run_sends_nothing(airflow_stack):
     env, sim, led = airflow_stack
