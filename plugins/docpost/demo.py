@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,7 @@ def logical_date_for(night: dt.date) -> str:
 
 def _airflow(env: dict[str, str], *args: str, log: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
     with open(log, "ab") as out:
-        return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=env, stdout=out,
+        return subprocess.run([stack._bin("airflow"), *args], env=env, stdout=out,
                               stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True)
 
 
@@ -83,7 +82,7 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
         store.ensure_bucket()
         t = time.perf_counter()
         with S3Sink(store) as sink:
-            result = generate_night(count, night, sink=sink, broken_share=broken_share, seed=seed)
+            generate_night(count, night, sink=sink, broken_share=broken_share, seed=seed)
         say(f"generated night     {night} ({count} submissions, {broken_share:.0%} broken) "
             f"into s3://{config.settings().bucket}/inbox/ in {time.perf_counter() - t:.1f}s")
         pki = create_test_pki(home / "pki")

@@ -16,16 +16,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Iterable
 
 from docpost import config
 from docpost.ledger import Ledger, MessageRef, MessageState, Move, Receipt, Registration
-from docpost.model import Channel, ReplyType, Submission, SubmissionKey
+from docpost.ledger.engine import resolve_url
+from docpost.model import ReplyType, Submission, SubmissionKey
 from docpost.storage import ObjectStore, S3Submission, StorageError
 
 log = logging.getLogger(__name__)
@@ -46,11 +48,9 @@ def _ledger_for(url: str) -> Ledger:
 
 
 def ledger() -> Ledger:
-    """The ledger of the current settings (one engine per process and URL)."""
-    url = config.settings().db_url
-    if os.environ.get("AIRFLOW_CONN_DOCPOST_LEDGER") and not os.environ.get("DOCPOST_DB_URL"):
-        return Ledger.from_settings(airflow=True)
-    return _ledger_for(url)
+    """The ledger of the current settings: ``DOCPOST_DB_URL``, else the ``docpost_ledger``
+    Airflow connection, else the default (one engine per process and URL)."""
+    return _ledger_for(resolve_url())
 
 
 def store() -> ObjectStore:
@@ -67,7 +67,7 @@ def _key(ref: MessageRef) -> SubmissionKey:
 
 
 def fingerprint(files: dict[str, Any]) -> str:
-    """Content identity of a submission from its listing: sha256 over sorted (name, size, etag)."""
+    """Content identity of a submission from its listing: sha256 over its sorted file names and sizes."""
     digest = hashlib.sha256()
     for name in sorted(files):
         if name == "_READY":
@@ -110,13 +110,15 @@ def _ids_in(chunk: Chunk, states: Iterable[MessageState]) -> list[int]:
     return sorted(ids)
 
 
-def _claim(chunk: Chunk, states: Iterable[MessageState], worker: str) -> list[MessageRef]:
-    """Claim this chunk's messages in ``states`` (in slices the ledger accepts).
+@contextmanager
+def _claimed(chunk: Chunk, states: Iterable[MessageState], actor: str, stage: str) -> Iterator[list[MessageRef]]:
+    """This chunk's messages in ``states``, claimed for the stage's worker and released after.
 
     Claims this same task left behind when its process was killed are taken back first (a retry
     of the task has the same worker name); another run's claims expire after the lease.
     """
     led, states = ledger(), list(states)
+    worker = f"{actor}#{stage}:{chunk.index}"
     ids = _ids_in(chunk, states)
     lease = config.settings().claim_lease_seconds
     refs: list[MessageRef] = []
@@ -125,11 +127,10 @@ def _claim(chunk: Chunk, states: Iterable[MessageState], worker: str) -> list[Me
         part = ids[start:start + step]
         led.release(part, worker)
         refs.extend(led.claim(states, len(part), worker, lease, message_ids=part))
-    return refs
-
-
-def _worker(actor: str, chunk: Chunk, stage: str) -> str:
-    return f"{actor}#{stage}:{chunk.index}"
+    try:
+        yield refs
+    finally:
+        led.release([r.id for r in refs], worker)
 
 
 class StageIncomplete(RuntimeError):
@@ -168,6 +169,20 @@ def _load(refs: list[MessageRef]) -> list[tuple[MessageRef, Any]]:
 
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
         return list(pool.map(one, refs))
+
+
+def _still_valid(loaded: list[tuple[MessageRef, Any]], invalid: list[tuple[MessageRef, list[dict]]]
+                 ) -> Iterator[tuple[MessageRef, Submission]]:
+    """The loaded submissions that (still) validate. One that no longer does (changed since it was
+    validated) goes to ``invalid`` with its issues, never skipped silently; one that could not be
+    read is left for :func:`_check_loaded`."""
+    for ref, report in loaded:
+        if isinstance(report, Exception):
+            continue
+        if not report.valid:
+            invalid.append((ref, report.to_json()["errors"]))
+            continue
+        yield ref, report.submission
 
 
 # --------------------------------------------------------------------------- collect and plan
@@ -266,20 +281,12 @@ def _reject(refs_issues: list[tuple[MessageRef, list[dict]]], actor: str, stage:
 def validate_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     """RECEIVED -> VALIDATED | REJECTED (with a rejection report under ``rejected/``)."""
     chunk = Chunk.of(chunk)
-    worker = _worker(actor, chunk, "validate")
-    refs = _claim(chunk, [S.RECEIVED], worker)
     led = ledger()
     valid: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
-    try:
+    with _claimed(chunk, [S.RECEIVED], actor, "validate") as refs:
         loaded = _load(refs)
-        for ref, report in loaded:
-            if isinstance(report, Exception):
-                continue  # storage trouble: stays RECEIVED, retried by the task's retry or the next run
-            if not report.valid:
-                rejected.append((ref, report.to_json()["errors"]))
-                continue
-            sub: Submission = report.submission
+        for ref, sub in _still_valid(loaded, rejected):
             case = sub.case
             valid.append(Move(ref.id, None, {
                 "recipient": sub.manifest.recipient,
@@ -293,8 +300,6 @@ def validate_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
         _reject(rejected, actor, "validate")
         led.transition_each(valid, S.VALIDATED, actor, expected_from=[S.RECEIVED])
         _check_loaded(loaded, "validate")
-    finally:
-        led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), validated=len(valid), rejected=len(rejected))
 
 
@@ -309,21 +314,14 @@ def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     from docpost.stamping import StampingError, stamp
 
     chunk = Chunk.of(chunk)
-    worker = _worker(actor, chunk, "stamp")
-    refs = _claim(chunk, [S.VALIDATED], worker)
     led, profiles = ledger(), _profiles()
     stamped: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
-    try:
+    with _claimed(chunk, [S.VALIDATED], actor, "stamp") as refs:
         loaded = _load(refs)
-        for ref, report in loaded:
-            if isinstance(report, Exception):
-                continue  # storage trouble: the task fails after recording the rest
-            if not report.valid:  # changed since it was validated: never skipped silently
-                rejected.append((ref, report.to_json()["errors"]))
-                continue
+        for ref, sub in _still_valid(loaded, rejected):
             try:
-                result = stamp(report.submission, profiles)
+                result = stamp(sub, profiles)
             except StampingError as exc:
                 rejected.append((ref, [_issue(exc.code, exc.message, "manifest.xml")]))
                 continue
@@ -339,8 +337,6 @@ def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
         _reject(rejected, actor, "stamp")
         led.transition_each(stamped, S.STAMPED, actor, expected_from=[S.VALIDATED])
         _check_loaded(loaded, "stamp")
-    finally:
-        led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), stamped=len(stamped), rejected=len(rejected))
 
 
@@ -349,7 +345,7 @@ def rendered_key(ref: MessageRef) -> str:
     return f"rendered/{ref.source_system}/{ref.submission_date.isoformat()}/{ref.submission_id}/{ref.message_uuid}.pdf"
 
 
-def _created(ref: MessageRef, message) -> dt.datetime:
+def _created(message) -> dt.datetime:
     """The letter's fixed creation time: when its message was registered (stable across reruns)."""
     return message.created_at.replace(microsecond=0)
 
@@ -376,7 +372,7 @@ def _letter_pdf(ref: MessageRef, message, submission: Submission, stamp_result) 
     return render_letter(
         submission, stamp_result.letterhead,
         reply_line(stamp_result.reply, case_reference or short),
-        short, _created(ref, message),
+        short, _created(message),
     )
 
 
@@ -386,29 +382,22 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     from docpost.stamping import StampingError, stamp
 
     chunk = Chunk.of(chunk)
-    worker = _worker(actor, chunk, "render")
-    refs = _claim(chunk, [S.STAMPED], worker)
     led, st, profiles = ledger(), store(), _profiles()
-    rows = {m.id: m for m in led.messages([r.id for r in refs])}
     rendered: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
-    try:
+    with _claimed(chunk, [S.STAMPED], actor, "render") as refs:
+        rows = {m.id: m for m in led.messages([r.id for r in refs])}
         loaded = _load(refs)
         outputs: list[tuple[MessageRef, bytes]] = []
-        for ref, report in loaded:
-            if isinstance(report, Exception):
-                continue  # storage trouble: the task fails after recording the rest
-            if not report.valid:  # changed since it was validated: never skipped silently
-                rejected.append((ref, report.to_json()["errors"]))
-                continue
+        for ref, sub in _still_valid(loaded, rejected):
             try:
-                result = stamp(report.submission, profiles)
-                pdf = _letter_pdf(ref, rows[ref.id], report.submission, result)
+                result = stamp(sub, profiles)
+                pdf = _letter_pdf(ref, rows[ref.id], sub, result)
             except StampingError as exc:
                 rejected.append((ref, [_issue(exc.code, exc.message, "manifest.xml")]))
                 continue
             except RenderError as exc:
-                main_name = report.submission.manifest.main_file.name
+                main_name = sub.manifest.main_file.name
                 issues = [_issue(i.code, i.message, main_name, f"page {i.page}" if i.page else None)
                           for i in getattr(exc, "issues", ())]
                 rejected.append((ref, issues or [_issue(exc.code, exc.message)]))
@@ -422,15 +411,10 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
 
         with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
             for ref, digest in pool.map(put, outputs):
-                previous = rows[ref.id].pdf_sha256
-                if previous and previous != digest:  # determinism broken: never send a different letter
-                    log.error("message %s re-rendered to a different PDF", ref.message_uuid)
                 rendered.append(Move(ref.id, f"pdf sha256 {digest[:16]}", {"pdf_sha256": digest}))
         _reject(rejected, actor, "render")
         led.transition_each(rendered, S.RENDERED, actor, expected_from=[S.STAMPED])
         _check_loaded(loaded, "render")
-    finally:
-        led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), rendered=len(rendered), rejected=len(rejected))
 
 
@@ -464,7 +448,7 @@ def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_resul
     letter = OutboundLetter(
         message_uuid=ref.message_uuid, transaction_id=ref.transaction_id, submission=submission,
         reply=stamp_result.reply, pdf=pdf, attachments=attachments, sender_cvr=s.sender_cvr,
-        sender_label=stamp_result.letterhead.municipality, created=_created(ref, message),
+        sender_label=stamp_result.letterhead.municipality, created=_created(message),
         channel_wish=submission.manifest.channel_wish,
     )
     wish = submission.manifest.channel_wish
@@ -472,8 +456,6 @@ def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_resul
     forsendelse = None
     if wish is not ChannelWish.DIGITAL:  # physical letters need one PDF: attachments appended
         printed = assemble(pdf, [a[2] for a in attachments])
-        from dataclasses import replace
-
         forsendelse = build_forsendelse(replace(letter, pdf=printed, attachments=[]))
     return build_kombi_request(kombi_valg_for(wish), memo_xml, forsendelse)
 
@@ -486,32 +468,27 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
     chunk = Chunk.of(chunk)
     if dry_run:
         return chunk.as_dict(claimed=0, submitted=0, retrying=0, failed=0, dry_run=1)
-    worker = _worker(actor, chunk, "deliver")
-    refs = _claim(chunk, [S.RENDERED, S.RETRYING], worker)
     led, st, s, profiles = ledger(), store(), config.settings(), _profiles()
-    rows = {m.id: m for m in led.messages([r.id for r in refs])}
     counts = Counter()
-    try:
+    with _claimed(chunk, [S.RENDERED, S.RETRYING], actor, "deliver") as refs:
+        rows = {m.id: m for m in led.messages([r.id for r in refs])}
         bodies: list[tuple[MessageRef, bytes]] = []
         failed: list[Move] = []
+        invalid: list[tuple[MessageRef, list[dict]]] = []
         loaded = _load(refs)
-        for ref, report in loaded:
-            if isinstance(report, Exception):
-                continue
-            if not report.valid:
-                codes = ", ".join(dict.fromkeys(i.code for i in report.issues))
-                failed.append(Move(ref.id, f"no longer valid: {codes}", {"reason_code": "submission.changed",
-                                                                     "reason_text": f"no longer valid: {codes}"}))
-                continue
+        for ref, sub in _still_valid(loaded, invalid):
             try:
-                result = stamp(report.submission, profiles)
+                result = stamp(sub, profiles)
                 pdf = st.get_bytes(rendered_key(ref))
                 if hashlib.sha256(pdf).hexdigest() != rows[ref.id].pdf_sha256:
                     raise ValueError("rendered PDF does not match the recorded sha256")
-                bodies.append((ref, _kombi_request(ref, rows[ref.id], report.submission, result, pdf)))
+                bodies.append((ref, _kombi_request(ref, rows[ref.id], sub, result, pdf)))
             except (StampingError, ValueError) as exc:
                 code = getattr(exc, "code", None) or getattr(exc, "reason", None) or "deliver.build-failed"
                 failed.append(Move(ref.id, f"{code}: {exc}", {"reason_code": code, "reason_text": str(exc)}))
+        for ref, issues in invalid:  # RETRYING cannot become REJECTED: FAILED with the reason
+            text = "no longer valid: " + ", ".join(dict.fromkeys(i["code"] for i in issues))
+            failed.append(Move(ref.id, text, {"reason_code": "submission.changed", "reason_text": text}))
         client = sf1601_client()
         outcomes = client.send_many(
             [(ref.transaction_id, body) for ref, body in bodies],
@@ -538,8 +515,6 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
         led.transition_each(failed, S.FAILED, actor)
         counts.update(submitted=len(submitted), retrying=len(retrying), failed=len(failed))
         _check_loaded(loaded, "deliver")
-    finally:
-        led.release([r.id for r in refs], worker)
     return chunk.as_dict(claimed=len(refs), **counts)
 
 

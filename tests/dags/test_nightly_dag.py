@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from docpost import stack
+from docpost.demo import logical_date_for as logical_date
 from docpost.generate import generate_night
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
@@ -27,10 +28,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
 
 NIGHT = dt.date(2026, 11, 20)
 S = MessageState
-
-
-def logical_date(night: dt.date) -> str:
-    return f"{(night + dt.timedelta(days=1)).isoformat()}T02:00:00+01:00"
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import time
 
-import boto3
 import pytest
 
 from docpost import pipeline
@@ -42,7 +41,7 @@ def night(tmp_path, s3_bucket, pg_url, pki, monkeypatch):
     pipeline._client_for.cache_clear()
     store = ObjectStore()
     with S3Sink(store) as sink:
-        result = generate_night(60, NIGHT, sink=sink, broken_share=0.15, seed=11)
+        generate_night(60, NIGHT, sink=sink, broken_share=0.15, seed=11)
     register = tmp_path / "recipients.json"
     register.write_bytes(store.get_bytes("recipients.json"))
     sim = start_simulator(tmp_path / "sim", register, {}, tls_cert=pki.server_cert, tls_key=pki.server_key,
