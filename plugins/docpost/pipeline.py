@@ -133,6 +133,11 @@ def _claimed(chunk: Chunk, states: Iterable[MessageState], actor: str, stage: st
         led.release([r.id for r in refs], worker)
 
 
+def _rows(refs: list[MessageRef]) -> dict:
+    """The ledger rows of the claimed messages, by id."""
+    return {m.id: m for m in ledger().messages([r.id for r in refs])}
+
+
 class StageIncomplete(RuntimeError):
     """Some messages of a chunk could not be worked on (storage trouble): they keep their state,
     the rest is recorded, and the task fails so that Airflow retries it (idempotently)."""
@@ -147,8 +152,18 @@ def _check_loaded(loaded: list[tuple[MessageRef, Any]], stage: str) -> None:
         )
 
 
-def _load(refs: list[MessageRef]) -> list[tuple[MessageRef, Any]]:
-    """Validate each message's submission from S3 again (safe parsing; bounded parallel reads)."""
+def _source(st: ObjectStore, ref: MessageRef, rows: dict[int, Any]) -> S3Submission:
+    """The message's submission as registered: its recorded listing, every read pinned to the
+    ETag it had then (no listing request; a file replaced since is reported, never read)."""
+    listing = rows[ref.id].listing if ref.id in rows else None
+    if not listing:  # registered without a listing (before migration 0003): list the folder
+        return S3Submission(st, _key(ref))
+    return S3Submission(st, _key(ref), files={n: size for n, (size, _e) in listing.items()},
+                        etags={n: etag for n, (_s, etag) in listing.items() if etag})
+
+
+def _load(refs: list[MessageRef], rows: dict[int, Any]) -> list[tuple[MessageRef, Any]]:
+    """Validate each message's submission as registered (safe parsing; bounded parallel reads)."""
     from docpost.validation import ValidationIssue, ValidationReport, schemas, validate
 
     # libxml2 initialises its schema types lazily and not thread-safely: compile the XSDs here,
@@ -158,7 +173,7 @@ def _load(refs: list[MessageRef]) -> list[tuple[MessageRef, Any]]:
 
     def one(ref: MessageRef):
         try:
-            return ref, validate(S3Submission(st, _key(ref)))
+            return ref, validate(_source(st, ref, rows))
         except StorageError as exc:  # S3 trouble, not the submission's fault: retried, never rejected
             log.warning("message %s: could not read its submission: %s", ref.message_uuid, exc.code)
             return ref, exc
@@ -199,6 +214,7 @@ def collect(night: str | dt.date, *, source_systems: list[str] | None = None, ac
         Registration(
             source_system=key.source_system, submission_id=key.submission_id, submission_date=key.date,
             content_hash=fingerprint(files), s3_prefix=key.prefix,
+            listing={name: (size, found.etags[key].get(name, "")) for name, size in files.items()},
         )
         for found in (scan, late)
         for key, files in ((k, found.files[k]) for k in found.ready)
@@ -285,7 +301,7 @@ def validate_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     valid: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
     with _claimed(chunk, [S.RECEIVED], actor, "validate") as refs:
-        loaded = _load(refs)
+        loaded = _load(refs, _rows(refs))
         for ref, sub in _still_valid(loaded, rejected):
             case = sub.case
             valid.append(Move(ref.id, None, {
@@ -318,7 +334,7 @@ def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     stamped: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
     with _claimed(chunk, [S.VALIDATED], actor, "stamp") as refs:
-        loaded = _load(refs)
+        loaded = _load(refs, _rows(refs))
         for ref, sub in _still_valid(loaded, rejected):
             try:
                 result = stamp(sub, profiles)
@@ -386,8 +402,8 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     rendered: list[Move] = []
     rejected: list[tuple[MessageRef, list[dict]]] = []
     with _claimed(chunk, [S.STAMPED], actor, "render") as refs:
-        rows = {m.id: m for m in led.messages([r.id for r in refs])}
-        loaded = _load(refs)
+        rows = _rows(refs)
+        loaded = _load(refs, rows)
         outputs: list[tuple[MessageRef, bytes]] = []
         for ref, sub in _still_valid(loaded, rejected):
             try:
@@ -471,11 +487,11 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
     led, st, s, profiles = ledger(), store(), config.settings(), _profiles()
     counts = Counter()
     with _claimed(chunk, [S.RENDERED, S.RETRYING], actor, "deliver") as refs:
-        rows = {m.id: m for m in led.messages([r.id for r in refs])}
+        rows = _rows(refs)
         bodies: list[tuple[MessageRef, bytes]] = []
         failed: list[Move] = []
         invalid: list[tuple[MessageRef, list[dict]]] = []
-        loaded = _load(refs)
+        loaded = _load(refs, rows)
         for ref, sub in _still_valid(loaded, invalid):
             try:
                 result = stamp(sub, profiles)

@@ -87,6 +87,12 @@ class StorageRefused(StorageError):
     code = "storage.refused"
 
 
+class ObjectChanged(StorageRefused):
+    """The object is no longer the version asked for (``If-Match`` on its ETag failed)."""
+
+    code = "storage.changed"
+
+
 @dataclass
 class InboxScan:
     """What one scan of the inbox found: READY submissions (with their file sizes) and folders
@@ -95,6 +101,7 @@ class InboxScan:
     ready: list[SubmissionKey] = field(default_factory=list)
     pending: list[SubmissionKey] = field(default_factory=list)
     files: dict[SubmissionKey, dict[str, int]] = field(default_factory=dict, repr=False)
+    etags: dict[SubmissionKey, dict[str, str]] = field(default_factory=dict, repr=False)
     ready_at: dict[SubmissionKey, dt.datetime] = field(default_factory=dict, repr=False)
 
 
@@ -232,6 +239,8 @@ class ObjectStore:
                 raise BucketNotFound(f"bucket {self.bucket!r} does not exist", key=key, s3_code=code) from exc
             if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectNotFound(f"no object {key!r} in bucket {self.bucket!r}", key=key, s3_code=code) from exc
+            if status == 412 or code == "PreconditionFailed":
+                raise ObjectChanged(f"object {key!r} was replaced since it was listed", key=key, s3_code=code) from exc
             kind = StorageRefused if status and 400 <= status < 500 and status not in (408, 429) else StorageUnavailable
             raise kind(f"S3 {op} failed for {key!r}: {code or status}", key=key, s3_code=code) from exc
         except BotoCoreError as exc:
@@ -293,6 +302,7 @@ class ObjectStore:
 
     def _scan_prefix(self, prefix: str, scan: InboxScan) -> None:
         seen: dict[SubmissionKey, dict[str, int]] = {}
+        etags: dict[SubmissionKey, dict[str, str]] = {}
         for page in self._pages(prefix):
             for obj in page.get("Contents", ()):
                 parsed = parse_submission_key(obj["Key"])
@@ -300,12 +310,14 @@ class ObjectStore:
                     continue
                 key, name = parsed
                 seen.setdefault(key, {})[name] = obj["Size"]
+                etags.setdefault(key, {})[name] = obj.get("ETag", "")
                 if name == READY_MARKER:
                     scan.ready_at[key] = obj["LastModified"]
         for key, files in seen.items():
             if READY_MARKER in files:
                 scan.ready.append(key)
                 scan.files[key] = files
+                scan.etags[key] = etags[key]
             else:
                 scan.pending.append(key)
 
@@ -343,6 +355,7 @@ class ObjectStore:
             keep = {k for k in scan.ready if scan.ready_at[k] >= ready_since}
             scan.ready = [k for k in scan.ready if k in keep]
             scan.files = {k: v for k, v in scan.files.items() if k in keep}
+            scan.etags = {k: v for k, v in scan.etags.items() if k in keep}
         scan.ready.sort(key=str)
         scan.pending.sort(key=str)
         return scan
@@ -371,16 +384,20 @@ class ObjectStore:
         data = json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=2, default=str)
         self.put_bytes(key, data.encode("utf-8"), "application/json")
 
-    def get_bytes(self, key: str, max_bytes: int | None = None) -> bytes:
-        """The object's bytes; with ``max_bytes``, refuse (without reading it all) anything larger."""
+    def get_bytes(self, key: str, max_bytes: int | None = None, *, etag: str | None = None) -> bytes:
+        """The object's bytes; with ``max_bytes``, refuse (without reading it all) anything larger;
+        with ``etag``, only that version of it (:class:`ObjectChanged` if it was replaced)."""
+        pinned = {"IfMatch": etag} if etag else {}
         if max_bytes is None:
-            return self._call("get_object", key, Key=key)["Body"].read()
+            return self._call("get_object", key, Key=key, **pinned)["Body"].read()
         try:
-            resp = self._call("get_object", key, Key=key, Range=f"bytes=0-{max_bytes}")
+            resp = self._call("get_object", key, Key=key, Range=f"bytes=0-{max_bytes}", **pinned)
+        except ObjectChanged:
+            raise
         except StorageRefused as exc:  # a range on an empty object: 416 InvalidRange
             if exc.s3_code not in ("InvalidRange", "416"):
                 raise
-            resp = self._call("get_object", key, Key=key)
+            resp = self._call("get_object", key, Key=key, **pinned)
         body = resp["Body"].read(max_bytes + 1)
         resp["Body"].close()
         total = _total_size(resp, len(body))
@@ -437,17 +454,21 @@ class S3Submission:
 
     ``list_files`` costs one request (none when the inbox scan already listed the folder; a
     hostile folder is cut at :attr:`MAX_ENTRIES`). ``read`` refuses a file larger than
-    ``max_bytes`` before fetching it. Problems with the submission itself raise validation's
+    ``max_bytes`` before fetching it. Given the ``etags`` of a listing, every read is pinned to
+    that version of the file (``If-Match``): a file replaced since is ``FileChanged``, so what
+    a later stage reads is what was validated. Problems with the submission itself raise validation's
     ``SourceError`` kinds (they become rejection reasons); S3 being unreachable raises
     :class:`StorageUnavailable`, which must fail the task (and retry), never reject a letter.
     """
 
     MAX_ENTRIES = 1000
 
-    def __init__(self, store: ObjectStore, key: SubmissionKey, files: dict[str, int] | None = None) -> None:
+    def __init__(self, store: ObjectStore, key: SubmissionKey, files: dict[str, int] | None = None,
+                 etags: dict[str, str] | None = None) -> None:
         self.store = store
         self.key = key
         self._files = dict(files) if files is not None else None
+        self._etags = dict(etags or {})
 
     def __repr__(self) -> str:
         return f"S3Submission({self.key})"
@@ -462,7 +483,7 @@ class S3Submission:
 
     def read(self, name: str, max_bytes: int) -> bytes:
         """The file's bytes; ``FileTooLarge`` above ``max_bytes``, ``SourceError`` if absent."""
-        from docpost.validation import FileTooLarge, SourceError, UnsafeFileName
+        from docpost.validation import FileChanged, FileTooLarge, SourceError, UnsafeFileName
 
         if "/" in name or "\\" in name or name in ("", ".", "..") or "\0" in name:
             raise UnsafeFileName("file names may not contain path parts")
@@ -474,7 +495,9 @@ class S3Submission:
         if files[name] == 0:
             return b""
         try:
-            return self.store.get_bytes(self.key.prefix + name, max_bytes=max_bytes)
+            return self.store.get_bytes(self.key.prefix + name, max_bytes=max_bytes, etag=self._etags.get(name))
+        except ObjectChanged:
+            raise FileChanged("the file was replaced after the submission was marked _READY") from None
         except ObjectTooLarge:
             raise FileTooLarge(f"the file is larger than the {max_bytes} bytes allowed") from None
         except ObjectNotFound:

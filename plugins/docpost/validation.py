@@ -78,6 +78,12 @@ class UnsafeFileName(SourceError):
     code = "filename.path-part"
 
 
+class FileChanged(SourceError):
+    """The file is not the version the submission was registered with (replaced after _READY)."""
+
+    code = "submission.changed"
+
+
 @dataclass(frozen=True)
 class ValidationIssue:
     """One problem: a stable reason ``code``, where it is, and what is wrong in plain language."""

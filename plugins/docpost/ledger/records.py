@@ -32,6 +32,7 @@ class Registration:
     document_uuid: str | None = None
     document_type: str | None = None
     title: str | None = field(default=None, repr=False)
+    listing: dict[str, tuple[int, str]] | None = field(default=None, repr=False)  # name -> (size, ETag)
 
     @classmethod
     def from_submission(cls, submission: Submission) -> Registration:
@@ -163,6 +164,7 @@ class Message:
     state_changed_at: dt.datetime
     submitted_at: dt.datetime | None
     purged_at: dt.datetime | None
+    listing: dict[str, tuple[int, str]] | None = field(default=None, repr=False)  # as registered
 
     @property
     def ref(self) -> MessageRef:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import uuid
 from collections import defaultdict
@@ -132,6 +133,8 @@ def _ref(row) -> MessageRef:
 def _message(row) -> Message:
     values = dict(row._mapping)
     values["state"] = MessageState(values["state"])
+    if values.get("listing"):
+        values["listing"] = {name: (int(size), etag) for name, (size, etag) in json.loads(values["listing"]).items()}
     return Message(**values)
 
 
@@ -295,6 +298,7 @@ class Ledger:
             "document_uuid": reg.document_uuid, "document_type": reg.document_type,
             "title": identity.scrub(reg.title), "created_at": now, "updated_at": now, "state_changed_at": now,
             "recipient_id_type": None, "recipient_masked": None, "recipient_hash": None,
+            "listing": json.dumps({n: list(v) for n, v in sorted(reg.listing.items())}) if reg.listing else None,
         }
         if reg.recipient_identifier:
             row.update(self._recipient_columns(reg.recipient_id_type or IdType.CPR, reg.recipient_identifier))
@@ -874,7 +878,7 @@ class Ledger:
     def purge(self, older_than_days: float, actor: str, *, now: dt.datetime | None = None) -> int:
         """Remove personal data of messages settled more than ``older_than_days`` ago.
 
-        Clears the masked recipient, its keyed hash, the title, the reason text and receipt error
+        Clears the masked recipient, its keyed hash, the title, the reason text, the file listing and receipt error
         texts; keeps the state, identifiers and the whole event history (plus one event noting the
         purge). Settled: REJECTED, DELIVERED_*, CANCELLED, and FAILED. Returns the number purged.
         """
@@ -893,7 +897,7 @@ class Ledger:
                        literal(actor), literal(detail, Text())).where(due),
             ))
             purged = conn.execute(update(messages).where(due).values(
-                recipient_masked=None, recipient_hash=None, title=None, reason_text=None, purged_at=now,
+                recipient_masked=None, recipient_hash=None, title=None, reason_text=None, listing=None, purged_at=now,
                 updated_at=now,
             )).rowcount
             conn.execute(

@@ -105,6 +105,7 @@ messages = Table(
     Column("state_changed_at", UtcDateTime(), nullable=False),
     Column("submitted_at", UtcDateTime()),
     Column("purged_at", UtcDateTime()),
+    Column("listing", Text),  # JSON {file name: [size, ETag]} as registered; read back pinned
     UniqueConstraint("source_system", "submission_id", name="uq_ledger_messages_submission"),
     Index("ix_ledger_messages_date_state", "submission_date", "state"),
     Index("ix_ledger_messages_state_changed", "state", "state_changed_at"),
