@@ -1,10 +1,13 @@
 """The embedded demo: the whole nightly job on this machine, with nothing configured.
 
-Starts a moto S3 server, the SF1601 simulator (mutual TLS with a throwaway CA) and Airflow in a
-temporary home (SQLite metadata, SQLite ledger), drops a generated night into S3, runs
-``docpost_nightly`` and then ``docpost_receipts`` for it, and prints the night's summary. With
-``ui=True`` it starts ``airflow standalone`` on the same stack instead and leaves it running for
-an operator (URL and login printed), e.g. to start a backfill from the UI.
+Starts a moto S3 server, the SF1601 simulator (mutual TLS with a throwaway CA), a loopback SMTP
+server standing in for the functional mailboxes, and Airflow in a temporary home (SQLite
+metadata, SQLite ledger), drops a generated night into S3, runs ``docpost_nightly`` and then
+``docpost_receipts`` for it, and prints the night's summary. Then the simulated citizens answer
+some of the letters (and write new messages, some of them awkward) and ``docpost_replies`` routes
+them: where they landed is printed. With ``ui=True`` it starts ``airflow standalone`` on the same
+stack instead and leaves it running for an operator (URL and login printed), e.g. to start a
+backfill from the UI.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import os
 import shutil
 import subprocess
 import time
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,6 +28,10 @@ from docpost import config, stack
 
 NIGHTLY = "docpost_nightly"
 RECEIPTS = "docpost_receipts"
+REPLIES = "docpost_replies"
+# what the simulated citizens send back: routable answers and new messages, and awkward ones
+INBOUND = {"reply": 12, "new": 4, "legacy": 2, "closed_contact_point": 1, "unknown_contact_point": 1,
+           "unknown_original": 1, "reply_not_possible": 1, "malformed": 1, "hostile": 1}
 POOL = "docpost_sf1601"
 POOL_SLOTS = 4
 
@@ -35,6 +44,7 @@ class DemoStack:
     env: dict[str, str]
     moto: object
     simulator: object
+    mailsink: object = None
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -94,6 +104,11 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
         parts.simulator = sim
         parts.stoppers.append(sim.stop)
         say(f"SF1601 simulator    {sim.url} (mutual TLS)")
+        from docpost.mailsink import start_mailsink
+
+        parts.mailsink = start_mailsink(home / "mailboxes")
+        parts.stoppers.append(parts.mailsink.stop)
+        say(f"mail server (SMTP)  {parts.mailsink.host}:{parts.mailsink.port}, functional mailboxes in {home / 'mailboxes'}")
         airflow_home = home / "airflow"
         env = stack.airflow_env(airflow_home, s3_endpoint_url=moto.url, docpost_home=home / "docpost")
         env.update({
@@ -102,6 +117,8 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
             "DOCPOST_SF1601_CERT": str(pki.client_cert),
             "DOCPOST_SF1601_KEY": str(pki.client_key),
             "DOCPOST_SF1601_CA": str(pki.ca_cert),
+            "DOCPOST_SMTP_HOST": parts.mailsink.host,
+            "DOCPOST_SMTP_PORT": str(parts.mailsink.port),
         })
         (home / "docpost").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stack.metadata_db_template(), airflow_home / "airflow.db")
@@ -122,18 +139,49 @@ def run_dag(parts: DemoStack, dag_id: str, night: dt.date, conf: dict | None = N
     return _airflow(parts.env, *args, log=parts.home / f"{dag_id}.log").returncode
 
 
+@contextmanager
+def _docpost_env(parts: DemoStack):
+    """This process sees the stack's DOCPOST_*/AWS_* settings for the duration."""
+    env_backup = dict(os.environ)
+    try:
+        os.environ.update({k: v for k, v in parts.env.items() if k.startswith(("DOCPOST_", "AWS_"))})
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+
+
 def refresh_summary(parts: DemoStack, night: dt.date) -> str:
     """Rewrite the night's report now that receipts are in, and return its text."""
     from docpost import pipeline
 
-    env_backup = dict(os.environ)
-    try:
-        os.environ.update({k: v for k, v in parts.env.items() if k.startswith(("DOCPOST_", "AWS_"))})
+    with _docpost_env(parts):
         pipeline.summarize(night, actor="demo")
         return pipeline.store().get_bytes(f"reports/{night.isoformat()}/summary.txt").decode()
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
+
+
+def answer_letters(parts: DemoStack, seed: int) -> int:
+    """The simulated citizens answer delivered letters (and write new messages); how many."""
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    with parts.simulator.http() as client:
+        response = client.post("/sim/inbound/generate", json={"seed": seed, "counts": INBOUND, "created": created})
+        response.raise_for_status()
+        return len(response.json()["generated"])
+
+
+def replies_summary(parts: DemoStack) -> list[str]:
+    """Where the replies went: mails per functional mailbox, and the manual queue by reason."""
+    from docpost.replies import manual_queue
+
+    by_mailbox = Counter(r for m in parts.mailsink.messages() for r in m.rcpt_tos)
+    lines = [f"mailed              {sum(by_mailbox.values())} to {len(by_mailbox)} functional mailboxes"]
+    lines += [f"                    {n:3d}  {box}" for box, n in sorted(by_mailbox.items())]
+    with _docpost_env(parts):
+        queue = manual_queue()
+    reasons = Counter(r.reason_code or "?" for r in queue)
+    lines.append(f"manual queue        {len(queue)} (docpost replies manual): "
+                 + ", ".join(f"{code} {n}" for code, n in sorted(reasons.items())))
+    return lines
 
 
 def run(*, count: int = 200, night: dt.date | None = None, seed: int = 1, broken_share: float = 0.1,
@@ -161,6 +209,13 @@ def run(*, count: int = 200, night: dt.date | None = None, seed: int = 1, broken
             return code
         say("")
         say(refresh_summary(parts, night))
+        say(f"citizens answer     {answer_letters(parts, seed)} inbound messages; running {REPLIES}")
+        code = run_dag(parts, REPLIES, night)
+        if code:
+            say((home / f"{REPLIES}.log").read_text(errors="replace")[-3000:])
+            return code
+        for line in replies_summary(parts):
+            say(line)
         bucket = parts.env.get("DOCPOST_BUCKET", "docpost")
         say(f"reports             s3://{bucket}/reports/{night}/summary.json and summary.txt")
         say(f"rejection reports   s3://{bucket}/rejected/<source-system>/{night}/<submission-id>/")

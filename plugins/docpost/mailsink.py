@@ -5,6 +5,11 @@ to ``dir`` as one ``.eml`` file (the envelope recipients in an ``X-Mailsink-Rcpt
 before the server answers ``250``, so a mail the client saw accepted is always on disk.
 ``handle.messages()`` reads them back in arrival order. ``python -m docpost.mailsink DIR``
 runs one in the foreground.
+
+Like a mailbox store (Exchange's DeliveredTo table), the sink delivers a mail only once per
+recipient, Message-ID and Date: a repeat (a sender resending a mail whose ``250`` it never saw,
+RFC 1047) is accepted and kept apart under ``dir/duplicates/``, where
+``handle.duplicates()`` shows it, never in the mailbox.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 RCPT_HEADER = "X-Mailsink-Rcpt-To"
+DUPLICATES = "duplicates"
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,12 @@ class MailsinkHandle:
     stop: Callable[[], None]
 
     def messages(self) -> list[SinkMail]:
-        out = []
-        for path in sorted(self.directory.glob("*.eml")):
-            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            rcpts = tuple(r.strip() for r in str(msg.get(RCPT_HEADER, "")).split(",") if r.strip())
-            out.append(SinkMail(str(msg.get("X-Mailsink-Mail-From", "")), rcpts, msg))
-        return out
+        """What the mailboxes hold, in arrival order."""
+        return _read(self.directory)
+
+    def duplicates(self) -> list[SinkMail]:
+        """Repeated deliveries (same recipients, Message-ID and Date) that were kept out."""
+        return _read(self.directory / DUPLICATES)
 
     def __enter__(self) -> MailsinkHandle:
         return self
@@ -61,12 +67,31 @@ class MailsinkHandle:
         self.stop()
 
 
+def _read(directory: Path) -> list[SinkMail]:
+    out = []
+    for path in sorted(directory.glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        rcpts = tuple(r.strip() for r in str(msg.get(RCPT_HEADER, "")).split(",") if r.strip())
+        out.append(SinkMail(str(msg.get("X-Mailsink-Mail-From", "")), rcpts, msg))
+    return out
+
+
+def _identity(rcpts, message_id: str | None, date: str | None) -> tuple | None:
+    """What makes two deliveries the same mail; None for a mail without a Message-ID."""
+    if not message_id:
+        return None
+    return (tuple(sorted(r.lower() for r in rcpts)), message_id.strip(), (date or "").strip())
+
+
 class _Handler:
     def __init__(self, directory: Path, delay: float) -> None:
         self.directory = directory
         self.delay = delay
-        existing = [int(p.name.split("-")[0]) for p in directory.glob("*.eml") if p.name[:6].isdigit()]
+        (directory / DUPLICATES).mkdir(exist_ok=True)
+        existing = [int(p.name[:6]) for d in (directory, directory / DUPLICATES)
+                    for p in d.glob("*.eml") if p.name[:6].isdigit()]
         self._seq = itertools.count(max(existing, default=0) + 1)
+        self._delivered = {_identity(m.rcpt_tos, m.message_id, m.message["Date"]) for m in _read(directory)}
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001 - aiosmtpd API
         if self.delay:
@@ -76,12 +101,18 @@ class _Handler:
         data = envelope.original_content or envelope.content
         if isinstance(data, str):
             data = data.encode("utf-8")
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        identity = _identity(envelope.rcpt_tos, parsed["Message-ID"], parsed["Date"])
+        repeat = identity is not None and identity in self._delivered
+        folder = self.directory / DUPLICATES if repeat else self.directory
         seq = next(self._seq)
-        tmp = self.directory / f".{seq:06d}.tmp"
+        tmp = folder / f".{seq:06d}.tmp"
         tmp.write_bytes(head + data)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        tmp.rename(self.directory / f"{seq:06d}.eml")
+        tmp.rename(folder / f"{seq:06d}.eml")
+        if identity is not None:
+            self._delivered.add(identity)
         return "250 Message accepted for delivery"
 
 

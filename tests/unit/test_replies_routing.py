@@ -179,7 +179,9 @@ def test_mail_carries_case_number_emne_and_the_original_letter():
     m = parse_inbound(memo(contact_point_id=OTHER.contact_point_id, reply_to=LETTER))
     mail = compose(inbound_id="in-1", message=m, emne=OTHER, postkasse_label="Børn og Familie",
                    original=STAMPED, rule="contact-point", assigned_by=None, memo=b"<x/>",
-                   sender="docpost@soeby.dk", address="a@b.dk", mailbox=OTHER.mailbox)
+                   sender="docpost@soeby.dk", address="a@b.dk", mailbox=OTHER.mailbox,
+                   date=dt.datetime(2026, 11, 27, 8, 30, tzinfo=dt.timezone.utc))
+    assert mail["Date"].datetime == dt.datetime(2026, 11, 27, 8, 30, tzinfo=dt.timezone.utc)  # same on a resend
     assert "SAG-2026-17" in mail["Subject"] and OTHER.label in mail["Subject"]
     body = mail.get_body(preferencelist=("plain",)).get_content()
     assert LETTER in body and "Tak for brevet" in body and CPR not in body

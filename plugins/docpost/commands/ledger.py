@@ -81,9 +81,13 @@ def purge(args: argparse.Namespace) -> int:
     if args.older_than < 0:
         print("docpost: --older-than must be zero or more days")
         return 2
+    from docpost.replies.store import ReplyStore
+
     with _ledger(args) as ledger:
         n = ledger.purge(args.older_than, _operator(args))
+        replies = ReplyStore(ledger).purge(args.older_than)
     print(f"removed personal data of {n} settled message(s) older than {args.older_than:g} days")
+    print(f"removed personal data of {replies} mailed inbound message(s) (replies) older than {args.older_than:g} days")
     return 0
 
 
@@ -126,7 +130,7 @@ def register(subparsers) -> None:
     _common(rp)
     rp.set_defaults(func=report)
 
-    pg = subparsers.add_parser("purge", help="remove personal data of settled messages (keeps history)")
+    pg = subparsers.add_parser("purge", help="remove personal data of settled messages and mailed replies (keeps history)")
     pg.add_argument("--older-than", type=float, required=True, metavar="DAYS")
     pg.add_argument("--actor", help="who runs this (default operator:<user>)")
     _common(pg)

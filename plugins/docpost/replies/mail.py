@@ -8,6 +8,7 @@ resend after a crash recognisable as the same mail.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import smtplib
@@ -170,8 +171,12 @@ class SmtpTransport:
 
 def compose(*, inbound_id: str, message, emne, postkasse_label: str | None, original,  # noqa: ANN001
             rule: str | None, assigned_by: str | None, memo: bytes, sender: str,
-            address: str, mailbox: str) -> EmailMessage:
-    """The mail for one routed inbound message (``message`` is a parsed InboundMessage)."""
+            address: str, mailbox: str, date: dt.datetime) -> EmailMessage:
+    """The mail for one routed inbound message (``message`` is a parsed InboundMessage).
+
+    ``date`` is when the mail was first claimed: a resend carries the same Date and Message-ID,
+    the two properties by which a mailbox store recognises a duplicate delivery.
+    """
     case = original.case_number if original is not None else None
     subject = f"[Sag {case}] " if case else ""
     subject += f"{emne.label}: {message.label or 'Henvendelse'}"
@@ -179,7 +184,8 @@ def compose(*, inbound_id: str, message, emne, postkasse_label: str | None, orig
     mail["Subject"] = subject[:900]
     mail["From"] = sender
     mail["To"] = address
-    mail["Date"] = formatdate(localtime=False, usegmt=True)
+    when = date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc)
+    mail["Date"] = formatdate(when.timestamp(), usegmt=True)
     mail["Message-ID"] = message_id_for(inbound_id)
     mail["X-Docpost-Inbound-Id"] = inbound_id
     mail["X-Docpost-Emne"] = str(emne.id)

@@ -6,8 +6,9 @@ Nothing is lost and nothing is mailed twice when a pass dies anywhere:
   until then the service delivers it again and the pass finds it already recorded;
 - a mail is recorded ``sending`` (with its deterministic Message-ID) before the SMTP send and
   ``sent`` after; the next pass sends what is still ``sending`` again with the same Message-ID
-  (only a death between the server's ``250`` and the record can repeat a mail, and then the
-  repeat carries the same Message-ID, so the mailbox can recognise it).
+  and Date (only a death between the server's ``250`` and the record can repeat a mail, RFC
+  1047; the repeat is the same mail, which the mailbox store drops as a duplicate delivery:
+  see docs/reply-routing.md).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def _mail(ctx: _Context, record: InboundRecord, actor: str, counts: Counter, mem
                     postkasse_label=postkasse.label if postkasse else None,
                     original=_original_of(record), rule=record.rule, assigned_by=record.assigned_by,
                     memo=memo, sender=ctx.transport.settings.sender, address=address,
-                    mailbox=record.mailbox)
+                    mailbox=record.mailbox, date=mail.created_at)
     try:
         ctx.transport.send(email, [address])
     except MailError as exc:

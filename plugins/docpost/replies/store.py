@@ -79,6 +79,7 @@ class MailRecord:
     state: str
     attempts: int
     sent_at: dt.datetime | None
+    created_at: dt.datetime  # first claimed: the mail's fixed Date (its submit time) on every send
 
 
 _RECORD_COLUMNS = [inbound.c[f] for f in InboundRecord.__dataclass_fields__]
@@ -224,13 +225,26 @@ class ReplyStore:
         with self._read() as conn:
             return {s: n for s, n in conn.execute(select(inbound.c.state, func.count()).group_by(inbound.c.state))}
 
+    def purge(self, older_than_days: float, *, now: dt.datetime | None = None) -> int:
+        """Remove the personal data of messages mailed more than ``older_than_days`` ago: the
+        encrypted MeMo, the sender's mask and keyed hash, the label. The routing decisions, the
+        thread link and the mail record stay ("why did it land there?" keeps its answer).
+        Messages still waiting (routed, manual) keep theirs. Returns how many were purged."""
+        now = now or _now()
+        due = (inbound.c.state == MAILED, inbound.c.updated_at < now - dt.timedelta(days=older_than_days),
+               or_(inbound.c.payload.is_not(None), inbound.c.sender_masked.is_not(None),
+                   inbound.c.sender_hash.is_not(None), inbound.c.label.is_not(None)))
+        with self._write() as conn:
+            return conn.execute(update(inbound).where(*due).values(
+                payload=None, sender_masked=None, sender_hash=None, label=None, updated_at=now)).rowcount
+
     # -- mails --------------------------------------------------------------------------------
 
     def mail(self, record: InboundRecord) -> MailRecord | None:
         with self._read() as conn:
             row = conn.execute(select(mails.c.id, mails.c.inbound_row_id, mails.c.message_id,
                                       mails.c.mailbox, mails.c.address, mails.c.state,
-                                      mails.c.attempts, mails.c.sent_at)
+                                      mails.c.attempts, mails.c.sent_at, mails.c.created_at)
                                .where(mails.c.inbound_row_id == record.id)).first()
         return MailRecord(*row) if row else None
 
@@ -283,7 +297,7 @@ class ReplyStore:
         with self._read() as conn:
             rows = conn.execute(select(mails.c.id, mails.c.inbound_row_id, mails.c.message_id,
                                        mails.c.mailbox, mails.c.address, mails.c.state,
-                                       mails.c.attempts, mails.c.sent_at).order_by(mails.c.id))
+                                       mails.c.attempts, mails.c.sent_at, mails.c.created_at).order_by(mails.c.id))
             return [MailRecord(*r) for r in rows]
 
 
