@@ -169,6 +169,35 @@ def test_rerun_changes_nothing(night):
     assert sim.stats()["requests"] == sends_before["requests"]
 
 
+def test_stages_read_what_was_registered_and_reject_a_file_replaced_after_ready(night, monkeypatch):
+    from docpost.storage import ObjectStore
+
+    store, _, expected = night
+    pipeline.collect(NIGHT, actor="t")
+    led = pipeline.ledger()
+    good = [m for m in led.messages(led.message_ids())
+            if not expected[f"{m.source_system}/{NIGHT.isoformat()}/{m.submission_id}"]]
+    replaced, same_bytes = good[0], good[1]
+    assert replaced.listing and set(replaced.listing) >= {"manifest.xml", "_READY"}
+    manifest = store.get_bytes(replaced.s3_prefix + "manifest.xml")
+    store.put_bytes(replaced.s3_prefix + "manifest.xml", manifest.replace(b"?>", b"?><!-- changed -->", 1))
+    rewritten = same_bytes.s3_prefix + "manifest.xml"
+    store.put_bytes(rewritten, store.get_bytes(rewritten))  # written again, same content: same ETag
+
+    calls: list[str] = []
+    real_call = ObjectStore._call
+    monkeypatch.setattr(ObjectStore, "_call", lambda self, op, key=None, **kw: (calls.append(op), real_call(self, op, key, **kw))[1])
+    for chunk in pipeline.plan_chunks(NIGHT, chunk_size=25):
+        for stage in (pipeline.validate_chunk, pipeline.stamp_chunk, pipeline.render_chunk):
+            chunk = stage(chunk, actor="t")
+    assert calls and "list_objects_v2" not in calls  # the listing recorded at registration serves every stage
+    first, second = led.messages([replaced.id, same_bytes.id])
+    assert first.state == MessageState.REJECTED and first.reason_code == "submission.changed", first.reason_text
+    assert second.state == MessageState.RENDERED
+    report = json.loads(store.get_bytes(f"rejected/{replaced.source_system}/{NIGHT.isoformat()}/{replaced.submission_id}/rejection.json"))
+    assert [e["code"] for e in report["errors"]] == ["submission.changed"] and report["errors"][0]["file"] == "manifest.xml"
+
+
 def test_dry_run_sends_nothing(night):
     _, sim, _ = night
     run_night(dry_run=True)
