@@ -83,7 +83,7 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
         shutil.rmtree(home)
     home.mkdir(parents=True)
     moto = stack.start_moto(log_path=home / "moto.log")
-    parts = DemoStack(home, {}, moto, None, [moto.stop])
+    parts = DemoStack(home, {}, moto, None, stoppers=[moto.stop])
     try:
         say(f"moto S3 server      {moto.url}")
         os.environ.update({"DOCPOST_S3_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
