@@ -84,9 +84,10 @@ def _identity(rcpts, message_id: str | None, date: str | None) -> tuple | None:
 
 
 class _Handler:
-    def __init__(self, directory: Path, delay: float) -> None:
+    def __init__(self, directory: Path, delay: float, ack_delay: float) -> None:
         self.directory = directory
         self.delay = delay
+        self.ack_delay = ack_delay
         (directory / DUPLICATES).mkdir(exist_ok=True)
         existing = [int(p.name[:6]) for d in (directory, directory / DUPLICATES)
                     for p in d.glob("*.eml") if p.name[:6].isdigit()]
@@ -113,6 +114,8 @@ class _Handler:
         tmp.rename(folder / f"{seq:06d}.eml")
         if identity is not None:
             self._delivered.add(identity)
+        if self.ack_delay:
+            await asyncio.sleep(self.ack_delay)  # stored, not yet acknowledged: RFC 1047's window
         return "250 Message accepted for delivery"
 
 
@@ -123,8 +126,12 @@ def _free_port(host: str) -> int:
 
 
 def start_mailsink(directory: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                   delay: float = 0.0) -> MailsinkHandle:
-    """Start an SMTP server on ``host`` (``port`` 0: a free one); mails land in ``directory``."""
+                   delay: float = 0.0, ack_delay: float = 0.0) -> MailsinkHandle:
+    """Start an SMTP server on ``host`` (``port`` 0: a free one); mails land in ``directory``.
+
+    ``delay``: seconds before a received mail is stored (a slow server); ``ack_delay``: seconds
+    between storing it and answering ``250`` (a sender dying then cannot know it arrived).
+    """
     from aiosmtpd.controller import Controller
 
     directory = Path(directory)
@@ -132,7 +139,7 @@ def start_mailsink(directory: str | Path, *, host: str = "127.0.0.1", port: int 
     last: Exception | None = None
     for _ in range(5):
         chosen = port or _free_port(host)
-        controller = Controller(_Handler(directory, delay), hostname=host, port=chosen,
+        controller = Controller(_Handler(directory, delay, ack_delay), hostname=host, port=chosen,
                                 data_size_limit=64 * 1024 * 1024, ready_timeout=10)
         try:
             controller.start()
