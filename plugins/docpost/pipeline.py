@@ -25,8 +25,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from docpost import config
-from docpost.ledger import Ledger, MessageRef, MessageState, Move, Receipt, Registration
-from docpost.ledger.engine import resolve_url
+from docpost.ledger import Ledger, MessageRef, MessageState, Move, Receipt, Registration, shared_ledger
 from docpost.model import ReplyType, Submission, SubmissionKey
 from docpost.storage import ObjectStore, S3Submission, StorageError
 
@@ -42,15 +41,9 @@ RECEIPTS_CURSOR_KEY = "state/receipts-cursor.json"
 # --------------------------------------------------------------------------- plumbing
 
 
-@lru_cache(maxsize=4)
-def _ledger_for(url: str) -> Ledger:
-    return Ledger(url)
-
-
 def ledger() -> Ledger:
-    """The ledger of the current settings: ``DOCPOST_DB_URL``, else the ``docpost_ledger``
-    Airflow connection, else the default (one engine per process and URL)."""
-    return _ledger_for(resolve_url())
+    """The ledger of the current settings, shared in this process (see ``shared_ledger``)."""
+    return shared_ledger()
 
 
 def store() -> ObjectStore:
@@ -155,7 +148,7 @@ def _check_loaded(loaded: list[tuple[MessageRef, Any]], stage: str) -> None:
 def _source(st: ObjectStore, ref: MessageRef, rows: dict[int, Any]) -> S3Submission:
     """The message's submission as registered: its recorded listing, every read pinned to the
     ETag it had then (no listing request; a file replaced since is reported, never read)."""
-    listing = rows[ref.id].listing if ref.id in rows else None
+    listing = rows[ref.id].listing
     if not listing:  # registered without a listing (before migration 0003): list the folder
         return S3Submission(st, _key(ref))
     return S3Submission(st, _key(ref), files={n: size for n, (size, _e) in listing.items()},

@@ -35,6 +35,7 @@ def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
     from sqlalchemy import create_engine, text
 
     from docpost import pipeline
+    from docpost.ledger import ledger_at
     from docpost.generate import generate_night
     from docpost.mailsink import start_mailsink
     from docpost.replies.mail import mail_address
@@ -46,7 +47,7 @@ def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)
-    pipeline._ledger_for.cache_clear()
+    ledger_at.cache_clear()
     pipeline._client_for.cache_clear()
     with S3Sink(ObjectStore()) as sink:
         generate_night(12, NIGHT, sink=sink, seed=3)

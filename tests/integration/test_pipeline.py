@@ -29,6 +29,7 @@ def pki(tmp_path_factory):
 @pytest.fixture()
 def night(tmp_path, s3_bucket, pg_url, pki, monkeypatch):
     """A generated night in S3, a fresh ledger schema, a simulator knowing its recipients."""
+    from docpost.ledger import ledger_at
     from docpost.simulator.runner import start_simulator
     from sqlalchemy import create_engine, text
 
@@ -37,7 +38,7 @@ def night(tmp_path, s3_bucket, pg_url, pki, monkeypatch):
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)
-    pipeline._ledger_for.cache_clear()
+    ledger_at.cache_clear()
     pipeline._client_for.cache_clear()
     store = ObjectStore()
     with S3Sink(store) as sink:

@@ -63,6 +63,7 @@ def delivered(tmp_path_factory, s3_endpoint, pg_url, pki):
 
     from docpost import pipeline
     from docpost.generate import generate_night
+    from docpost.ledger import ledger_at
     from docpost.simulator.runner import start_simulator
     from docpost.storage import ObjectStore, S3Sink
 
@@ -80,7 +81,7 @@ def delivered(tmp_path_factory, s3_endpoint, pg_url, pki):
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
-    pipeline._ledger_for.cache_clear()
+    ledger_at.cache_clear()
     pipeline._client_for.cache_clear()
     store = ObjectStore()
     with S3Sink(store) as sink:

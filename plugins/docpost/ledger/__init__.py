@@ -35,7 +35,7 @@ from docpost.ledger.records import (
     Report,
     TransitionResult,
 )
-from docpost.ledger.repository import CHUNK, SETTABLE, Ledger
+from docpost.ledger.repository import CHUNK, SETTABLE, Ledger, ledger_at, shared_ledger
 from docpost.ledger.states import (
     AWAITING_RECEIPT,
     BEFORE_SUBMISSION,
@@ -52,5 +52,5 @@ __all__ = [
     "Conflict", "Event", "IllegalTransition", "InvalidField", "Ledger", "LedgerConfigError", "LedgerError",
     "Message", "MessageRef", "MessageState", "Move", "Receipt", "ReceiptResult", "RegisterResult",
     "RegisteredMessage", "Registration", "Report", "TransitionResult", "UnexpectedState", "UnknownMessage",
-    "is_legal", "message_uuid", "pseudonymise", "recipient_hash", "requeue_target", "scrub", "transaction_id",
+    "is_legal", "ledger_at", "message_uuid", "pseudonymise", "recipient_hash", "requeue_target", "scrub", "shared_ledger", "transaction_id",
 ]

@@ -27,6 +27,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -907,3 +908,15 @@ class Ledger:
                 ).values(error_text=None)
             )
         return purged
+
+
+@lru_cache(maxsize=4)
+def ledger_at(url: str) -> Ledger:
+    """This process's ledger for ``url``: one engine and connection pool per process and URL."""
+    return Ledger(url)
+
+
+def shared_ledger() -> Ledger:
+    """This process's ledger of the current settings: ``DOCPOST_DB_URL``, else the
+    ``docpost_ledger`` Airflow connection, else the default (see ``resolve_url``)."""
+    return ledger_at(resolve_url())

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections import Counter
 from functools import lru_cache
 
 from docpost import config
-from docpost.ledger import Ledger, MessageState
+from docpost.ledger import Ledger, MessageState, ledger_at
+from docpost.ledger.engine import resolve_url
 from docpost.replies.errors import (AssignRefused, InboundHostile, InboundRejected, MailError,
                                     MailUnavailable)
 from docpost.replies.parsing import InboundMessage, parse_inbound
@@ -38,19 +38,15 @@ MAX_BATCHES = 200  # pulls per pass (a pass is bounded; the next one continues)
 
 
 @lru_cache(maxsize=4)
-def _ledger_for(url: str) -> Ledger:
-    led = Ledger(url)
-    led.upgrade()
-    return led
+def _migrated(url: str) -> None:
+    ledger_at(url).upgrade()
 
 
 def default_ledger() -> Ledger:
-    """The ledger of the current settings, migrated (one engine per process and URL)."""
-    if os.environ.get("AIRFLOW_CONN_DOCPOST_LEDGER") and not os.environ.get("DOCPOST_DB_URL"):
-        led = Ledger.from_settings(airflow=True)
-        led.upgrade()
-        return led
-    return _ledger_for(config.settings().db_url)
+    """The shared ledger of the current settings (``shared_ledger``), migrated once per process."""
+    url = resolve_url()
+    _migrated(url)
+    return ledger_at(url)
 
 
 def _today() -> dt.date:
