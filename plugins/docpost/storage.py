@@ -392,8 +392,6 @@ class ObjectStore:
             return self._call("get_object", key, Key=key, **pinned)["Body"].read()
         try:
             resp = self._call("get_object", key, Key=key, Range=f"bytes=0-{max_bytes}", **pinned)
-        except ObjectChanged:
-            raise
         except StorageRefused as exc:  # a range on an empty object: 416 InvalidRange
             if exc.s3_code not in ("InvalidRange", "416"):
                 raise

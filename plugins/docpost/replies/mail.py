@@ -184,8 +184,7 @@ def compose(*, inbound_id: str, message, emne, postkasse_label: str | None, orig
     mail["Subject"] = subject[:900]
     mail["From"] = sender
     mail["To"] = address
-    when = date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc)
-    mail["Date"] = formatdate(when.timestamp(), usegmt=True)
+    mail["Date"] = formatdate(date.timestamp(), usegmt=True)
     mail["Message-ID"] = message_id_for(inbound_id)
     mail["X-Docpost-Inbound-Id"] = inbound_id
     mail["X-Docpost-Emne"] = str(emne.id)
