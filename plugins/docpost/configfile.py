@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from docpost.errors import ConfigurationError
 
-class ConfigFileError(Exception):
+
+class ConfigFileError(ConfigurationError):
     """A problem in a configuration file, naming the file and the line, with a stable code."""
 
     code = "config.invalid"
@@ -13,7 +15,6 @@ class ConfigFileError(Exception):
 
     def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
         super().__init__(message)
-        self.message = message
         self.path = str(path) if path is not None else None
         self.line = line
         self.all_errors: tuple[ConfigFileError, ...] = (self,)

@@ -8,6 +8,8 @@ is checked by :func:`parse_kombi_request`, which the SF1601 simulator uses on wh
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 import base64
 import re
 from dataclasses import dataclass
@@ -62,10 +64,10 @@ _D = f"{{{NS_DKAL}}}"
 # ---------------------------------------------------------------- errors
 
 
-class FjernprintError(Exception):
-    """Root of fjernprint and kombi_request errors; ``reason`` is a stable code."""
+class FjernprintError(DocpostError):
+    """Root of fjernprint and kombi_request errors; ``code`` is stable."""
 
-    reason = "fjernprint"
+    code = "fjernprint.error"
 
     def __init__(self, message: str, issues: list[MemoIssue] | None = None):
         super().__init__(message)
@@ -75,43 +77,43 @@ class FjernprintError(Exception):
 class ForsendelseInvalidError(FjernprintError):
     """A ForsendelseI breaks the KOMBIT schemas or the SF1601 rules."""
 
-    reason = "fjernprint.invalid"
+    code = "fjernprint.invalid"
 
 
 class ForsendelseInputError(FjernprintError):
     """The letter cannot become a ForsendelseI (missing or malformed input)."""
 
-    reason = "fjernprint.input"
+    code = "fjernprint.input"
 
 
 class KombiRequestError(FjernprintError):
     """A kombi_request body has the wrong shape."""
 
-    reason = "kombi.invalid"
+    code = "kombi.invalid"
 
 
 class KombiMalformedError(KombiRequestError):
     """Not well-formed XML, a DTD, or a root other than ``kombi_request``."""
 
-    reason = "kombi.malformed"
+    code = "kombi.malformed"
 
 
 class KombiValgError(KombiRequestError):
     """``KombiValgKode`` missing or not one of the four codes."""
 
-    reason = "kombi.unknown-kombivalgkode"
+    code = "kombi.unknown-kombivalgkode"
 
 
 class KombiOrderError(KombiRequestError):
     """The parts are there but in the wrong order (or repeated)."""
 
-    reason = "kombi.order"
+    code = "kombi.order"
 
 
 class KombiContentError(KombiRequestError):
     """A part is missing for the chosen KombiValgKode, or an unknown element is present."""
 
-    reason = "kombi.content"
+    code = "kombi.content"
 
 
 # ---------------------------------------------------------------- schema

@@ -7,6 +7,8 @@ CVR: 8 digits, first digit not 0, weighted sum (2, 7, 6, 5, 4, 3, 2, 1) divisibl
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 import datetime as dt
 
 from docpost.model import mask_identifier
@@ -14,7 +16,7 @@ from docpost.model import mask_identifier
 CVR_WEIGHTS = (2, 7, 6, 5, 4, 3, 2, 1)
 
 
-class IdentifierError(ValueError):
+class IdentifierError(DocpostError, ValueError):
     """An identifier that is not a valid CPR, CVR or P-number. ``code`` is a stable reason code."""
 
     code = "identifier.invalid"

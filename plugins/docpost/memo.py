@@ -9,6 +9,8 @@ Every message :func:`build_memo` returns has passed :func:`validate_memo`'s chec
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 import base64
 import datetime as dt
 import re
@@ -49,10 +51,10 @@ _PREFIXES = {
 # ---------------------------------------------------------------- errors
 
 
-class MemoError(Exception):
-    """Root of MeMo errors. ``reason`` is a stable code, the message is plain language."""
+class MemoError(DocpostError):
+    """Root of MeMo errors. ``code`` is stable, the message is plain language."""
 
-    reason = "memo"
+    code = "memo.error"
 
     def __init__(self, message: str, issues: list[MemoIssue] | None = None):
         super().__init__(message)
@@ -62,13 +64,13 @@ class MemoError(Exception):
 class MemoInvalidError(MemoError):
     """A built or received MeMo message breaks the schema or the version rules."""
 
-    reason = "memo.invalid"
+    code = "memo.invalid"
 
 
 class MemoInputError(MemoError):
     """The letter cannot become a MeMo message (missing or malformed input)."""
 
-    reason = "memo.input"
+    code = "memo.input"
 
 
 @dataclass(frozen=True)

@@ -511,14 +511,14 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
             elif out.outcome is Outcome.PERMANENT:
                 err = out.error
                 text = getattr(err, "error_text", None) or err.message
-                code = getattr(err, "error_code", None) or err.reason
+                code = getattr(err, "error_code", None) or err.code
                 failed.append(Move(ref.id, f"{code}: {text}", {"reason_code": str(code), "reason_text": text}))
             elif ref.attempts + 1 >= s.max_send_attempts:
-                failed.append(Move(ref.id, f"gave up after {ref.attempts + 1} attempts: {out.reason}",
-                                   {"reason_code": f"sf1601.{out.reason}", "reason_text": out.error.message}))
+                failed.append(Move(ref.id, f"gave up after {ref.attempts + 1} attempts: {out.code}",
+                                   {"reason_code": out.code, "reason_text": out.error.message}))
             else:
-                retrying.append(Move(ref.id, f"{out.reason}: {out.error.message}",
-                                     {"reason_code": f"sf1601.{out.reason}", "reason_text": out.error.message}))
+                retrying.append(Move(ref.id, f"{out.code}: {out.error.message}",
+                                     {"reason_code": out.code, "reason_text": out.error.message}))
         led.transition_each(submitted, S.SUBMITTED, actor, count_attempt=False)
         led.transition_each(retrying, S.RETRYING, actor, count_attempt=True)
         led.transition_each(failed, S.FAILED, actor)

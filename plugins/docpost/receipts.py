@@ -9,6 +9,8 @@ receipt base64-encoded in ``Beskeddata/Base64``); :func:`parse_post_status` take
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 import base64
 import binascii
 import datetime as dt
@@ -39,13 +41,13 @@ FAILED = "FAILED"
 _MAX_RECEIPT_BYTES = 5 * 1024 * 1024
 
 
-class ReceiptError(Exception):
-    """A receipt that cannot be read. ``reason`` is a stable code, ``message`` plain language."""
+class ReceiptError(DocpostError):
+    """A receipt that cannot be read. ``code`` is stable, ``message`` plain language."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
+    code = "receipt.unreadable"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=f"receipt.{code}")
 
 
 class MalformedReceipt(ReceiptError):
@@ -92,14 +94,14 @@ def _safe_parse(xml: bytes) -> etree._Element:
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     if len(xml) > _MAX_RECEIPT_BYTES:
-        raise MalformedReceipt("too_large", f"receipt larger than {_MAX_RECEIPT_BYTES} bytes")
+        raise MalformedReceipt("too-large", f"receipt larger than {_MAX_RECEIPT_BYTES} bytes")
     parser = etree.XMLParser(**_PARSER_OPTIONS)
     try:
         root = etree.fromstring(xml, parser)
     except etree.XMLSyntaxError as exc:
-        raise MalformedReceipt("xml_invalid", f"receipt is not well-formed XML ({exc.msg})") from exc
+        raise MalformedReceipt("xml-invalid", f"receipt is not well-formed XML ({exc.msg})") from exc
     if root.getroottree().docinfo.doctype:
-        raise MalformedReceipt("xml_unsafe", "receipt carries a DOCTYPE; refused")
+        raise MalformedReceipt("xml-unsafe", "receipt carries a DOCTYPE; refused")
     return root
 
 
@@ -116,7 +118,7 @@ def _parse_time(value: str | None) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise IncompleteReceipt("bad_time", "TransaktionsDatoTid is not an ISO date-time") from exc
+        raise IncompleteReceipt("bad-time", "TransaktionsDatoTid is not an ISO date-time") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc)
@@ -129,7 +131,7 @@ def _from_post_status(root: etree._Element, event_id: str | None) -> PostStatus:
     for name, value in (("TransmissionId", transmission_id), ("MessageUUID", message_uuid),
                         ("TransaktionsStatusKode", status_code)):
         if value is None:
-            raise IncompleteReceipt("missing_field", f"PKO_PostStatus has no {name}")
+            raise IncompleteReceipt("missing-field", f"PKO_PostStatus has no {name}")
     errors = root.find(f"{{{NS_POST_STATUS}}}FejlDetaljer")
     return PostStatus(
         transmission_id=transmission_id,
@@ -152,14 +154,14 @@ def parse_post_status(xml: bytes) -> PostStatus:
         return _from_post_status(root, None)
     payload = root.find(f".//{{{NS_KUVERT}}}Beskeddata/{{{NS_BASE64}}}Base64")
     if payload is None:
-        raise NotAReceipt("not_post_status", f"unexpected root element {etree.QName(root).localname!r}")
+        raise NotAReceipt("not-post-status", f"unexpected root element {etree.QName(root).localname!r}")
     try:
         inner_xml = base64.b64decode("".join((payload.text or "").split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise MalformedReceipt("bad_base64", "envelope payload is not valid base64") from exc
+        raise MalformedReceipt("bad-base64", "envelope payload is not valid base64") from exc
     inner = _safe_parse(inner_xml)
     if inner.tag != f"{{{NS_POST_STATUS}}}PKO_PostStatus":
-        raise NotAReceipt("not_post_status", "envelope payload is not a PKO_PostStatus")
+        raise NotAReceipt("not-post-status", "envelope payload is not a PKO_PostStatus")
     event = root.find(f".//{{{NS_KUVERT}}}BeskedId/{{{NS_SAGDOK}}}UUIDIdentifikator")
     event_id = event.text.strip() if event is not None and event.text else None
     return _from_post_status(inner, event_id)

@@ -17,6 +17,8 @@ in the MeMo ``Sender/ContactPoint``, in the legacy fjernprint fields
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 from docpost.configfile import ConfigFileError
 
 import hashlib
@@ -91,18 +93,14 @@ class MissingLogo(ProfilesError):
     code = "profiles.missing-logo"
 
 
-class StampingError(Exception):
+class StampingError(DocpostError):
     """A letter that cannot be stamped: rejected with a stable code and a plain reason."""
 
     code = "stamping.rejected"
 
     def __init__(self, message: str, *, submission: str | None = None):
         super().__init__(message)
-        self.message = message
         self.submission = submission  # the submission key (no personal data)
-
-    def __str__(self) -> str:
-        return self.message
 
     def __reduce__(self):
         return (_rebuild_stamping_error, (type(self), self.message, self.submission))

@@ -30,55 +30,52 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
 from docpost import config
+from docpost.errors import DocpostError, Unavailable
 from docpost.model import READY_MARKER, SubmissionKey
 
 INBOX = "inbox/"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-class StorageError(Exception):
+class StorageError(DocpostError):
     """Root of every S3 problem docpost reports. ``code`` is stable, ``message`` is plain language."""
 
     code = "storage.error"
 
     def __init__(self, message: str, *, key: str | None = None, s3_code: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.key = key
         self.s3_code = s3_code  # S3's own error code, e.g. "NoSuchKey", "AccessDenied"
 
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
-
 
 class ObjectNotFound(StorageError):
-    code = "storage.not_found"
+    code = "storage.not-found"
 
 
 class ObjectTooLarge(StorageError):
-    code = "storage.too_large"
+    code = "storage.too-large"
 
 
 class InboxGuardError(StorageError):
     """A delete that could remove originals whose messages are not final yet."""
 
-    code = "storage.inbox_guard"
+    code = "storage.inbox-guard"
 
 
 class SinkOrderError(StorageError):
     """A file written into a submission folder after its ``_READY`` marker."""
 
-    code = "storage.sink_after_ready"
+    code = "storage.sink-after-ready"
 
 
-class StorageUnavailable(StorageError):
+class StorageUnavailable(StorageError, Unavailable):
     """S3 could not be reached or refused the request."""
 
     code = "storage.unavailable"
 
 
 class BucketNotFound(StorageUnavailable):
-    code = "storage.no_bucket"
+    code = "storage.no-bucket"
 
 
 class StorageRefused(StorageError):

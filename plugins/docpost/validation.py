@@ -12,6 +12,8 @@ line, element path and a plain-language message. Messages never carry a clear CP
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 import datetime as dt
 import functools
 import io
@@ -60,14 +62,10 @@ _NAMESPACES = {
 # --------------------------------------------------------------------------- errors and results
 
 
-class SourceError(Exception):
+class SourceError(DocpostError):
     """A submission's files could not be listed or read. ``code`` is a stable reason code."""
 
     code = "source.unreadable"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 class FileTooLarge(SourceError):

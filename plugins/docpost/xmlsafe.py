@@ -15,6 +15,8 @@ stable reason code, anything a hostile or broken source system could use against
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 import codecs
 import re
 
@@ -39,14 +41,13 @@ _WIDE_BOMS = (
 )
 
 
-class XMLSafetyError(Exception):
+class XMLSafetyError(DocpostError):
     """XML refused before or while parsing. ``code`` is a stable reason code, ``line`` 1-based."""
 
     code = "xml.unsafe"
 
     def __init__(self, message: str, line: int | None = None):
         super().__init__(message)
-        self.message = message
         self.line = line
 
 

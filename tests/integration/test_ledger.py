@@ -163,7 +163,7 @@ def test_illegal_transition_moves_nothing_and_names_the_states(ledger, setup, ta
     before = (states(ledger, ids), event_count(ledger))
     with pytest.raises(IllegalTransition) as info:
         ledger.transition(ids, target, "t")
-    assert info.value.to_state == target.value and info.value.code == "illegal_transition"
+    assert info.value.to_state == target.value and info.value.code == "ledger.illegal-transition"
     assert target.value in str(info.value)
     assert (states(ledger, ids), event_count(ledger)) == before  # all or nothing
 

@@ -86,11 +86,11 @@ def test_cancel_requeue_and_purge_commands(ledger, db, capsys):
     assert run("cancel", first.message_uuid, "--reason", "sent by mistake", "--actor", "operator:jane") == 0
     assert run("cancel", submitted.message_uuid, "--reason", "too late") == 2
     err = capsys.readouterr().err
-    assert "illegal_transition" in err and "SUBMITTED -> CANCELLED" in err
+    assert "ledger.illegal-transition" in err and "SUBMITTED -> CANCELLED" in err
     assert run("requeue", failed.message_uuid, "--reason", "fixed") == 0
     assert "now RENDERED" in capsys.readouterr().out
     assert run("requeue", "11111111-2222-4333-8444-555555555555") == 2
-    assert "unknown_message" in capsys.readouterr().err
+    assert "ledger.unknown-message" in capsys.readouterr().err
     a, b, _ = ledger.messages(ids)
     assert a.state is S.CANCELLED and ledger.history(a.id)[-1].actor == "operator:jane"
     assert b.state is S.RENDERED

@@ -64,7 +64,7 @@ def test_5xx_is_retryable(sim, pki):  # noqa: F811
     with client_for(sim, pki) as c:
         with pytest.raises(Retryable) as info:
             c.send(tx, body)
-        assert info.value.status_code == 503 and info.value.reason == "server_error"
+        assert info.value.status_code == 503 and info.value.code == "sf1601.server-error"
         sleeps: list[float] = []
         outcome = c.send_with_retry(tx, body, attempts=3, backoff=0.2, sleep=sleeps.append,
                                     rng=random.Random(1))
@@ -98,7 +98,7 @@ def test_timeout_after_send_is_unknown_and_retried_with_the_same_transaction(sim
     with client_for(sim, pki, timeout=0.5) as c:
         with pytest.raises(UnknownOutcome) as info:
             c.send(tx, body)
-        assert info.value.reason == "timeout_after_send"
+        assert info.value.code == "sf1601.timeout-after-send"
         assert sim.stats()["deliveries"] == {msg: 1}  # it did arrive
         sim.set_faults(timeout=0.0)
         outcome = c.send_with_retry(tx, body)
@@ -115,7 +115,7 @@ def test_dropped_connection_is_unknown_and_safe_to_retry(sim, pki):  # noqa: F81
             tx, msg, body = kombi_request(10 + i, cpr_for(10 + i))
             with pytest.raises(UnknownOutcome) as info:
                 c.send(tx, body)
-            assert info.value.reason == "connection_dropped"
+            assert info.value.code == "sf1601.connection-dropped"
             sent.append((tx, msg, body))
         recorded = sim.stats()["deliveries"]
         assert 0 < len(recorded) < 6  # some were dropped before, some after recording
@@ -131,7 +131,7 @@ def test_connection_refused_is_retryable(pki):  # noqa: F811
     with SF1601Client("https://127.0.0.1:9", "29189846", ca=str(pki.ca_cert), timeout=1) as c:
         outcome = c.send_with_retry(str(uuid.uuid4()), b"<kombi_request/>", attempts=2,
                                     backoff=0.01)
-    assert outcome.outcome is Outcome.RETRYABLE and outcome.reason == "connect_failed"
+    assert outcome.outcome is Outcome.RETRYABLE and outcome.code == "sf1601.connect-failed"
 
 
 def test_schema_rejection_is_permanent_without_retries(sim, pki, reference_dir):  # noqa: F811
@@ -146,7 +146,7 @@ def test_schema_rejection_is_permanent_without_retries(sim, pki, reference_dir):
     assert isinstance(outcome.error, Permanent)
     assert outcome.error.error_code == "memo.invalid" and "idType" in outcome.error.error_text
     assert "2211771212" not in str(outcome.error)  # the recipient's CPR is not echoed
-    assert bad_tx.outcome is Outcome.PERMANENT and bad_tx.reason == "bad_transaction_id"
+    assert bad_tx.outcome is Outcome.PERMANENT and bad_tx.code == "sf1601.bad-transaction-id"
     assert sim.stats()["requests"] == 1
 
 
@@ -217,7 +217,7 @@ def test_refused_or_expired_credentials_never_fail_the_letter(tmp_path, pki):  #
         with SF1601Client(handle.url, "123", cert=(str(pki.client_cert), str(pki.client_key)),
                           ca=str(pki.ca_cert), timeout=2) as wrong_cvr:
             outcome = wrong_cvr.send_with_retry(tx, body, attempts=2, backoff=0.01)
-        assert outcome.outcome is Outcome.RETRYABLE and outcome.reason == "token_refused"
+        assert outcome.outcome is Outcome.RETRYABLE and outcome.code == "sf1601.token-refused"
 
         with client_for(handle, pki, token_margin=0.0) as c:
             stale = c.authorization()

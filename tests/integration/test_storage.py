@@ -254,7 +254,7 @@ def test_delete_prefix_guards_the_inbox(store, s3_bucket, s3_endpoint):
     for bad in (key.prefix, "inbox/", "/inbox/sbsys/", "", "/"):
         with pytest.raises(InboxGuardError) as refused:
             store.delete_prefix(bad)
-        assert refused.value.code == "storage.inbox_guard"
+        assert refused.value.code == "storage.inbox-guard"
     assert store.list_ready_submissions(NIGHT) == [key]
 
     assert store.delete_prefix(f"rejected/sbsys/{NIGHT}/") == 3
@@ -318,7 +318,7 @@ def test_sink_refuses_files_after_ready_and_reports_failed_writes(s3_bucket, s3_
     failing(key.prefix + READY_MARKER, b"")
     with pytest.raises(storage.BucketNotFound) as failed:
         failing.close()
-    assert failed.value.code == "storage.no_bucket"
+    assert failed.value.code == "storage.no-bucket"
     assert isinstance(failed.value, storage.StorageUnavailable)
 
 

@@ -100,7 +100,7 @@ def test_address_too_long_for_print_is_an_input_error():
     a = address(street_building="1-3", street_name="x" * 40)
     with pytest.raises(fp.ForsendelseInputError) as caught:
         fp.build_forsendelse(make_letter(addr=a))
-    assert caught.value.reason == "fjernprint.input"
+    assert caught.value.code == "fjernprint.input"
 
 
 def test_no_address_means_no_modtager_adresse():
@@ -160,7 +160,7 @@ def test_invalid_print_option_is_rejected_by_the_schema():
     with pytest.raises(fp.ForsendelseInvalidError) as caught:
         fp.build_forsendelse(make_letter(), fp.PrintOptions(envelope="C6"))
     assert "KuvertTypeKode" in str(caught.value)
-    assert caught.value.reason == "fjernprint.invalid"
+    assert caught.value.code == "fjernprint.invalid"
 
 
 def test_schema_enforces_order_in_forsendelse():
@@ -280,7 +280,7 @@ def test_parse_kombi_request_names_the_fault(body, error, words):
         fp.parse_kombi_request(body)
     assert words in str(caught.value)
     assert isinstance(caught.value, fp.KombiRequestError)
-    assert caught.value.reason.startswith("kombi.")
+    assert caught.value.code.startswith("kombi.")
 
 
 def test_kombi_request_tolerates_whitespace_and_comments():

@@ -55,8 +55,8 @@ def test_requeue_goes_back_to_where_a_message_can_be_resent():
 
 def test_illegal_transition_error_names_both_states_and_has_a_code():
     err = IllegalTransition("SUBMITTED", "CANCELLED", "abc", 3, why="too late")
-    assert err.code == "illegal_transition"
-    assert str(err) == "[illegal_transition] illegal transition SUBMITTED -> CANCELLED for message abc (and 2 more): too late"
+    assert err.code == "ledger.illegal-transition"
+    assert str(err) == "[ledger.illegal-transition] illegal transition SUBMITTED -> CANCELLED for message abc (and 2 more): too late"
 
 
 def test_derived_ids_are_deterministic_version_4_and_distinct():

@@ -330,7 +330,7 @@ def test_invalid_letter_raises_with_all_issues_and_no_personal_data():
     with pytest.raises(memo.MemoInvalidError) as caught:
         memo.build_memo(letter)
     err = caught.value
-    assert err.reason == "memo.invalid"
+    assert err.code == "memo.invalid"
     paths = " ".join(i.path for i in err.issues)
     assert "messageUUID" in paths and "label" in paths
     assert CPR not in str(err) and "Jens Hansen" not in str(err)

@@ -97,7 +97,7 @@ def test_entity_expansion_is_refused():
             b'<TransmissionId>&b;</TransmissionId></PKO_PostStatus>')
     with pytest.raises(rc.MalformedReceipt) as info:
         rc.parse_post_status(bomb)
-    assert info.value.reason == "xml_unsafe"
+    assert info.value.code == "receipt.xml-unsafe"
 
 
 def test_external_entity_is_not_read(tmp_path):
@@ -112,16 +112,16 @@ def test_external_entity_is_not_read(tmp_path):
 
 
 @pytest.mark.parametrize(("xml", "error", "reason"), [
-    (b"<not-closed>", rc.MalformedReceipt, "xml_invalid"),
-    (b"<Other xmlns='urn:x'/>", rc.NotAReceipt, "not_post_status"),
+    (b"<not-closed>", rc.MalformedReceipt, "xml-invalid"),
+    (b"<Other xmlns='urn:x'/>", rc.NotAReceipt, "not-post-status"),
     (b'<PKO_PostStatus xmlns="http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types">'
      b"<TransmissionId>t</TransmissionId><TransaktionsStatusKode>Fejlet</TransaktionsStatusKode>"
-     b"</PKO_PostStatus>", rc.IncompleteReceipt, "missing_field"),
+     b"</PKO_PostStatus>", rc.IncompleteReceipt, "missing-field"),
 ])
 def test_bad_receipts_raise_with_a_reason(xml, error, reason):
     with pytest.raises(error) as info:
         rc.parse_post_status(xml)
-    assert info.value.reason == reason
+    assert info.value.code == "receipt." + reason
 
 
 def test_envelope_with_bad_payload(samples):
@@ -130,7 +130,7 @@ def test_envelope_with_bad_payload(samples):
     broken = envelope[:start] + b"!!not base64!!" + envelope[envelope.index(b"</Base64>"):]
     with pytest.raises(rc.MalformedReceipt) as info:
         rc.parse_post_status(broken)
-    assert info.value.reason == "bad_base64"
+    assert info.value.code == "receipt.bad-base64"
     other = base64.b64encode(b"<Other/>")
     not_status = envelope[:start] + other + envelope[envelope.index(b"</Base64>"):]
     with pytest.raises(rc.NotAReceipt):

@@ -146,7 +146,7 @@ def test_parse_takes_a_legacy_number_from_the_contact_point():
 def test_hostile_xml_is_refused_without_expanding_anything(data):
     with pytest.raises(InboundHostile) as info:
         parse_inbound(data)
-    assert info.value.reason == "inbound.hostile" and "passwd" not in str(info.value)
+    assert info.value.code == "inbound.hostile" and "passwd" not in str(info.value)
 
 
 @pytest.mark.parametrize("data", [b"<memo:Message", b"", "<a>\u00e6</a>".encode("latin-1"),

@@ -7,6 +7,8 @@ is delivered again on the next pull. Same mutual-TLS settings as :mod:`docpost.c
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError, Unavailable
+
 import base64
 import binascii
 from dataclasses import dataclass
@@ -16,13 +18,13 @@ import httpx
 from docpost.channels.sf1601 import tls_context
 
 
-class InboundChannelError(Exception):
+class InboundChannelError(DocpostError):
     """The inbound endpoint could not be reached or answered nonsense. ``code`` is stable."""
 
     code = "inbound.channel"
 
 
-class InboundUnavailable(InboundChannelError):
+class InboundUnavailable(InboundChannelError, Unavailable):
     code = "inbound.unavailable"
 
 

@@ -17,6 +17,8 @@ transaction id; the service deduplicates by it). The transaction id is given by 
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError, Unavailable
+
 import base64
 import datetime as dt
 import email.utils
@@ -56,22 +58,22 @@ NS_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 # --------------------------------------------------------------------------- errors
 
 
-class SF1601Error(Exception):
-    """Root of every SF1601 failure. ``reason`` is a stable code, ``message`` plain language."""
+class SF1601Error(DocpostError):
+    """Root of every SF1601 failure. ``code`` is stable (``sf1601.<kind>``), ``message`` plain language."""
 
-    def __init__(self, reason: str, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
+    code = "sf1601.error"
+
+    def __init__(self, code: str, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message, code=code if code.startswith("sf1601.") else f"sf1601.{code}")
         self.status_code = status_code
 
 
-class Retryable(SF1601Error):
+class Retryable(SF1601Error, Unavailable):
     """Nothing was delivered (connection refused, connect timeout, 5xx, 429): send again later."""
 
-    def __init__(self, reason: str, message: str, *, status_code: int | None = None,
+    def __init__(self, code: str, message: str, *, status_code: int | None = None,
                  retry_after: float | None = None) -> None:
-        super().__init__(reason, message, status_code=status_code)
+        super().__init__(code, message, status_code=status_code)
         self.retry_after = retry_after
 
 
@@ -82,14 +84,14 @@ class Permanent(SF1601Error):
     (the municipality's credentials need fixing, the letter is fine).
     """
 
-    def __init__(self, reason: str, message: str, *, status_code: int | None = None,
+    def __init__(self, code: str, message: str, *, status_code: int | None = None,
                  error_code: str | None = None, error_text: str | None = None) -> None:
-        super().__init__(reason, message, status_code=status_code)
+        super().__init__(code, message, status_code=status_code)
         self.error_code = error_code
         self.error_text = error_text
 
 
-class UnknownOutcome(SF1601Error):
+class UnknownOutcome(SF1601Error, Unavailable):
     """The request was sent but no answer came (read timeout, dropped connection).
 
     The service may or may not have the letter: send again with the SAME transaction id.
@@ -168,8 +170,8 @@ class SendOutcome:
         return self.outcome is Outcome.ACCEPTED
 
     @property
-    def reason(self) -> str | None:
-        return self.error.reason if self.error else None
+    def code(self) -> str | None:
+        return self.error.code if self.error else None
 
 
 # --------------------------------------------------------------------------- answer parsing
@@ -221,12 +223,12 @@ def classify_transport_error(exc: httpx.TransportError, what: str) -> SF1601Erro
     """Map an httpx transport error to Retryable (nothing sent) or UnknownOutcome (maybe sent)."""
     name = type(exc).__name__
     if _is_tls_failure(exc):
-        return Retryable("tls_refused", f"{what}: the TLS handshake failed ({name}); check certificates")
+        return Retryable("tls-refused", f"{what}: the TLS handshake failed ({name}); check certificates")
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return Retryable("connect_failed", f"{what}: could not connect ({name})")
+        return Retryable("connect-failed", f"{what}: could not connect ({name})")
     if isinstance(exc, httpx.TimeoutException):
-        return UnknownOutcome("timeout_after_send", f"{what}: no answer in time after sending ({name})")
-    return UnknownOutcome("connection_dropped", f"{what}: connection lost after sending ({name})")
+        return UnknownOutcome("timeout-after-send", f"{what}: no answer in time after sending ({name})")
+    return UnknownOutcome("connection-dropped", f"{what}: connection lost after sending ({name})")
 
 
 def classify_response(response: httpx.Response, what: str) -> SF1601Error | None:
@@ -236,17 +238,17 @@ def classify_response(response: httpx.Response, what: str) -> SF1601Error | None
         return None
     code, text = _error_fields(response)
     if status == 429 or status == 503 and "retry-after" in response.headers:
-        return Retryable("rate_limited" if status == 429 else "unavailable",
+        return Retryable("rate-limited" if status == 429 else "unavailable",
                          f"{what}: HTTP {status}, asked to retry later", status_code=status,
                          retry_after=parse_retry_after(response.headers.get("retry-after")))
     if status >= 500 or status == 408:
-        return Retryable("server_error", f"{what}: HTTP {status} {code or ''}".strip(), status_code=status)
+        return Retryable("server-error", f"{what}: HTTP {status} {code or ''}".strip(), status_code=status)
     if status in (401, 403):  # our credentials or agreement, not the letter: keep it for later
         return Retryable("unauthorized" if status == 401 else "forbidden",
                          f"{what}: HTTP {status} {code or ''}: token or certificate refused",
                          status_code=status)
-    reason = "schema_rejected" if status == 400 else "rejected"
-    return Permanent(reason, f"{what}: HTTP {status} {code or ''}: {text or 'no details'}",
+    kind = "schema-rejected" if status == 400 else "rejected"
+    return Permanent(kind, f"{what}: HTTP {status} {code or ''}: {text or 'no details'}",
                      status_code=status, error_code=code, error_text=text)
 
 
@@ -354,7 +356,7 @@ class SF1601Client:
         except httpx.TransportError as exc:
             error = classify_transport_error(exc, what)
             if isinstance(error, UnknownOutcome):  # a token call is safe to repeat
-                error = Retryable(error.reason, error.message)
+                error = Retryable(error.code, error.message)
             raise error from exc
         failure = classify_response(response, what)
         if failure is not None:
@@ -376,7 +378,7 @@ class SF1601Client:
         try:
             assertion = response.json()["RequestedSecurityToken"]["Assertion"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise Retryable("token_malformed", "SAML token answer without an assertion") from exc
+            raise Retryable("token-malformed", "SAML token answer without an assertion") from exc
         expires = _saml_not_on_or_after(assertion)
         lifetime = ((expires - dt.datetime.now(dt.timezone.utc)).total_seconds()
                     if expires else 3600.0)
@@ -391,7 +393,7 @@ class SF1601Client:
             token, token_type = data["access_token"], data.get("token_type", "Holder-of-key")
             lifetime = float(data.get("expires_in", 3600))
         except (ValueError, KeyError, TypeError) as exc:
-            raise Retryable("token_malformed", "access token answer without a token") from exc
+            raise Retryable("token-malformed", "access token answer without a token") from exc
         return _Token(token, token_type, min(self._deadline(lifetime), saml.deadline))
 
     def authorization(self, entity_id: str = ENTITY_KOMBIPOSTAFSEND) -> str:
@@ -419,13 +421,13 @@ class SF1601Client:
         try:
             parsed = uuid.UUID(transaction_id)
         except (ValueError, TypeError, AttributeError) as exc:
-            raise Permanent("bad_transaction_id", "x-TransaktionsId must be a UUID") from exc
+            raise Permanent("bad-transaction-id", "x-TransaktionsId must be a UUID") from exc
         transaction_id = str(parsed)
         for attempt in (1, 2):
             try:
                 authorization = self.authorization()
             except Permanent as exc:  # the STS refused us: a configuration problem, not the letter's
-                raise Retryable("token_refused", exc.message, status_code=exc.status_code) from exc
+                raise Retryable("token-refused", exc.message, status_code=exc.status_code) from exc
             headers = {
                 "Authorization": authorization,
                 "x-TransaktionsId": transaction_id,
@@ -483,7 +485,7 @@ class SF1601Client:
                 return SendOutcome(transaction_id, Outcome.PERMANENT, attempt, error=exc)
             except (Retryable, UnknownOutcome) as exc:
                 error = exc
-            log.info("SF1601 send tx %s attempt %d: %s", transaction_id, attempt, error.reason)
+            log.info("SF1601 send tx %s attempt %d: %s", transaction_id, attempt, error.code)
             if attempt >= attempts:
                 break
             delay = min(max_backoff, backoff * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
@@ -561,7 +563,7 @@ class SF1601Client:
             response = self._http.get(self.base_url + PATH_RECEIPTS, params=params)
         except httpx.TransportError as exc:
             error = classify_transport_error(exc, "receipts")
-            raise Retryable(error.reason, error.message) from exc
+            raise Retryable(error.code, error.message) from exc
         failure = classify_response(response, "receipts")
         if failure is not None:
             raise failure
@@ -572,7 +574,7 @@ class SF1601Client:
                 out.append(parse_post_status(entry["xml"].encode("utf-8")))
             except (ReceiptError, KeyError, AttributeError) as exc:
                 log.warning("skipping unreadable receipt at cursor %s: %s",
-                            entry.get("cursor"), getattr(exc, "reason", type(exc).__name__))
+                            entry.get("cursor"), getattr(exc, "code", type(exc).__name__))
         return out, data.get("next_cursor", after_cursor)
 
     def ack_receipts(self, cursor: int) -> None:

@@ -35,7 +35,7 @@ def _problems(data: bytes) -> tuple[str, list[str]]:
         try:
             request = fjernprint.parse_kombi_request(data)
         except fjernprint.KombiRequestError as exc:
-            return "kombi_request", [f"{exc} [{exc.reason}]"]
+            return "kombi_request", [str(exc)]
         out = []
         if request.memo is not None:
             out += [f"memo:Message: {i}" for i in memo.validate_memo(request.memo)]

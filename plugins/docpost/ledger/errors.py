@@ -5,43 +5,37 @@ Messages name message UUIDs and states, never recipients.
 
 from __future__ import annotations
 
+from docpost.errors import ConfigurationError, DocpostError
 
-class LedgerError(Exception):
+
+class LedgerError(DocpostError):
     """Root of every ledger error; ``code`` is stable, the text is for people."""
 
-    code = "ledger_error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code:
-            self.code = code
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.args[0]}"
+    code = "ledger.error"
 
 
-class LedgerConfigError(LedgerError):
+class LedgerConfigError(LedgerError, ConfigurationError):
     """The ledger URL or connection cannot be used."""
 
-    code = "ledger_config"
+    code = "ledger.config"
 
 
 class UnknownMessage(LedgerError):
     """A message id or UUID the ledger does not hold."""
 
-    code = "unknown_message"
+    code = "ledger.unknown-message"
 
 
 class InvalidField(LedgerError):
     """A column that transitions may not set, or a value of the wrong kind."""
 
-    code = "invalid_field"
+    code = "ledger.invalid-field"
 
 
 class IllegalTransition(LedgerError):
     """A state change the state machine forbids (e.g. a backwards move)."""
 
-    code = "illegal_transition"
+    code = "ledger.illegal-transition"
 
     def __init__(
         self, from_state: str, to_state: str, message_uuid: str | None = None, count: int = 1,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError
+
 from dataclasses import dataclass
 
 
-class RenderError(Exception):
+class RenderError(DocpostError):
     """Rendering or assembling a letter failed. ``code`` is stable, ``message`` is plain Danish/English.
 
     Messages never carry personal data (names, addresses, CPR/CVR numbers).
@@ -14,13 +16,7 @@ class RenderError(Exception):
     code = "render.failed"
 
     def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        if code:
-            self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
+        super().__init__(message, code=code)
 
 
 class NoLetterText(RenderError):

@@ -2,63 +2,58 @@
 
 from __future__ import annotations
 
+from docpost.errors import DocpostError, Unavailable
 
-class ReplyError(Exception):
-    """Root of reply-routing errors. ``reason`` is a stable code; the message is plain language."""
 
-    reason = "replies"
+class ReplyError(DocpostError):
+    """Root of reply-routing errors. ``code`` is stable; the message is plain language."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.message} [{self.reason}]"
+    code = "replies.error"
 
 
 class InboundRejected(ReplyError):
     """An inbound message that cannot be read; it goes to the manual queue with this reason."""
 
-    reason = "inbound.rejected"
+    code = "inbound.rejected"
 
 
 class InboundMalformed(InboundRejected):
     """Not well-formed XML, not UTF-8, or not a valid MeMo message."""
 
-    reason = "inbound.malformed"
+    code = "inbound.malformed"
 
 
 class InboundHostile(InboundRejected):
     """A DTD (XXE, billion laughs), XInclude or an oversized/overdeep document: never parsed."""
 
-    reason = "inbound.hostile"
+    code = "inbound.hostile"
 
 
 class UnknownInbound(ReplyError):
     """No inbound message has this id."""
 
-    reason = "replies.unknown-inbound"
+    code = "replies.unknown-inbound"
 
 
 class AssignRefused(ReplyError):
     """A manual assignment that cannot be done (unknown or closed Emne, already mailed)."""
 
-    reason = "replies.assign-refused"
+    code = "replies.assign-refused"
 
 
 class MailError(ReplyError):
     """A mail to a functional mailbox could not be sent."""
 
-    reason = "mail.failed"
+    code = "mail.failed"
 
 
-class MailUnavailable(MailError):
+class MailUnavailable(MailError, Unavailable):
     """The SMTP server could not be reached or refused temporarily; retried on the next pass."""
 
-    reason = "mail.unavailable"
+    code = "mail.unavailable"
 
 
 class MailRefused(MailError):
     """The SMTP server refused the mail permanently (e.g. unknown recipient)."""
 
-    reason = "mail.refused"
+    code = "mail.refused"

@@ -113,7 +113,7 @@ def _record_and_route(ctx: _Context, inbound_id: str, memo: bytes, actor: str, c
     if record.state != RECEIVED:
         return record
     if rejected is not None:
-        done = ctx.store.decide(record, None, actor, rejected=(rejected.reason, rejected.message),
+        done = ctx.store.decide(record, None, actor, rejected=(rejected.code, rejected.message),
                                 facts={"kind": "unreadable"})
     else:
         routing = route(message, ctx.hierarchy, find_original(ctx.ledger), ctx.today)
@@ -162,15 +162,15 @@ def _mail(ctx: _Context, record: InboundRecord, actor: str, counts: Counter, mem
     try:
         ctx.transport.send(email, [address])
     except MailError as exc:
-        ctx.store.mail_failed(mail, exc.reason)
+        ctx.store.mail_failed(mail, exc.code)
         counts["mail_failed"] += 1
         log.warning("mail for inbound %s not sent: %s", record.inbound_id, exc)
         if isinstance(exc, MailUnavailable):
             ctx.mail_down = True  # no point trying the rest now; the next pass retries
         else:
-            ctx.store.decide(record, None, actor, rejected=(exc.reason, exc.message),
+            ctx.store.decide(record, None, actor, rejected=(exc.code, exc.message),
                              expect_states=(ROUTED,), rule="mail")
-            counts[f"manual:{exc.reason}"] += 1
+            counts[f"manual:{exc.code}"] += 1
         return
     ctx.store.mail_sent(record, mail)
     counts["mailed"] += 1
@@ -250,7 +250,7 @@ def assign(inbound_id: str, emne_id: int, actor: str, *, transport=None,  # noqa
         try:
             message = parse_inbound(memo)
         except InboundRejected as exc:
-            raise AssignRefused(f"inbound message {inbound_id} cannot be read ({exc.reason}); "
+            raise AssignRefused(f"inbound message {inbound_id} cannot be read ({exc.code}); "
                                 "ask the sender to write again") from None
         if mail is not None and record.state == MANUAL:
             ctx.store.drop_mail(mail)  # refused by the server earlier: a new address now
