@@ -73,6 +73,11 @@ def plain(text: str) -> str:
     return _CONTROL.sub("", text).replace("\n", " ")
 
 
+def _top(y_mm: float) -> float:
+    """A y coordinate in points for ``y_mm`` millimetres from the page's top edge."""
+    return PAGE_HEIGHT - y_mm * mm
+
+
 def address_lines(submission: model.Submission) -> list[str]:
     """The recipient block printed in the window: name, Att. line (companies), postal address."""
     recipient = submission.manifest.recipient
@@ -196,7 +201,8 @@ class _Renderer:
         self.layout = layout
         self.regular, self.bold = register_fonts()
         case = submission.case
-        self.letter_date = (case.letter_date if case and case.letter_date else created.date())
+        self.letter_date = (case.letter_date if case and case.letter_date
+                            else created.date() if created is not None else None)
         self.address = address_lines(submission)
 
     # -- page furniture ------------------------------------------------------------------------
@@ -241,39 +247,63 @@ class _Renderer:
         return max(lay.first_body_top, info_bottom + 4, lay.address_field.bottom + lay.window_clearance + 4)
 
     def draw_first_page(self, canv: Canvas, doc) -> None:
-        lay = self.layout
         canv.saveState()
-        top = lambda y_mm: PAGE_HEIGHT - y_mm * mm  # noqa: E731
-        # letterhead: logo (optional) on the left, name and department on the right
-        if self.head.logo_path:
-            canv.drawImage(self.logo, lay.margin_left * mm, top(lay.margin_top + 14),
-                           width=60 * mm, height=18 * mm, preserveAspectRatio=True, anchor="sw", mask="auto")
-        canv.setFont(self.bold, 15)
-        canv.drawString(lay.info_left * mm, top(lay.margin_top + 2), plain(self.head.municipality))
+        self.draw_letterhead(canv)
         # info column
+        lay = self.layout
         y = lay.info_top
         for font, text in self.wrapped_info():
             if text:
                 canv.setFont(font, INFO_SIZE)
-                canv.drawString(lay.info_left * mm, top(y), text)
+                canv.drawString(lay.info_left * mm, _top(y), text)
             y += INFO_LEADING / mm
-        # envelope window: return line, then the recipient address
+        self.draw_window(canv)
+        canv.restoreState()
+
+    def draw_letterhead(self, canv: Canvas) -> None:
+        """Logo (optional) on the left, the municipality's name on the right (call :meth:`load_logo` first)."""
+        lay = self.layout
+        if self.head.logo_path:
+            canv.drawImage(self.logo, lay.margin_left * mm, _top(lay.margin_top + 14),
+                           width=60 * mm, height=18 * mm, preserveAspectRatio=True, anchor="sw", mask="auto")
+        canv.setFont(self.bold, 15)
+        canv.drawString(lay.info_left * mm, _top(lay.margin_top + 2), plain(self.head.municipality))
+
+    def draw_window(self, canv: Canvas) -> None:
+        """The envelope window: the small return line, then the recipient address (checked to fit first)."""
+        lay = self.layout
         field = lay.address_field
         x = (field.left + lay.address_indent) * mm
-        max_width = (field.width - 2 * lay.address_indent) * mm
+        max_width = self.address_width()
         ret = plain(self.head.return_line)
         size = RETURN_SIZE
         while stringWidth(ret, self.regular, size) > max_width and size > 5:
             size -= 0.25
         canv.setFont(self.regular, size)
-        canv.drawString(x, top(field.top + 3.2), ret)  # no rule under it: only text in the window
+        canv.drawString(x, _top(field.top + 3.2), ret)  # no rule under it: only text in the window
         lines = self.fitted_address(max_width)  # already checked in render(), before layout
         y = field.top + lay.return_zone + 4
         canv.setFont(self.regular, ADDRESS_SIZE)
         for line in lines:
-            canv.drawString(x, top(y), line)
+            canv.drawString(x, _top(y), line)
             y += ADDRESS_LEADING_MM
-        canv.restoreState()
+
+    def address_width(self) -> float:
+        """Points available for an address line inside the window."""
+        lay = self.layout
+        return (lay.address_field.width - 2 * lay.address_indent) * mm
+
+    def load_logo(self) -> None:
+        """Read the letterhead logo (if any); raises :class:`LogoUnreadable`."""
+        if self.head.logo_path:
+            from reportlab.lib.utils import ImageReader
+
+            try:
+                self.logo = ImageReader(self.head.logo_path)
+                self.logo.getSize()
+            except (OSError, ValueError) as exc:
+                raise LogoUnreadable(f"The letterhead logo cannot be read ({type(exc).__name__}); "
+                                     "check the sending profile's logo path.") from None
 
     def fitted_address(self, max_width: float) -> list[str]:
         """The address lines, long lines wrapped; raises if they cannot fit the window."""
@@ -345,17 +375,8 @@ class _Renderer:
         if letter is None:
             raise NoLetterText("The submission has no letter text to render (it carries a ready main PDF).")
         lay = self.layout
-        if self.head.logo_path:  # read up front: errors inside reportlab's page hooks get mangled
-            from reportlab.lib.utils import ImageReader
-
-            try:
-                self.logo = ImageReader(self.head.logo_path)
-                self.logo.getSize()
-            except (OSError, ValueError) as exc:
-                raise LogoUnreadable(f"The letterhead logo cannot be read ({type(exc).__name__}); "
-                                     "check the sending profile's logo path.") from None
-        field = lay.address_field
-        self.fitted_address((field.width - 2 * lay.address_indent) * mm)  # raises outside reportlab's hooks
+        self.load_logo()  # read up front: errors inside reportlab's page hooks get mangled
+        self.fitted_address(self.address_width())  # raises outside reportlab's hooks
         st = _styles(self.regular, self.bold)
         width = (PAGE_WIDTH / mm - lay.margin_left - lay.margin_right) * mm
         first_top = self.first_body_top()
