@@ -19,6 +19,14 @@ def _path(var: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
+def _choice(var: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed`` (the first is the default); a bad value is named in the error."""
+    value = os.environ.get(var, allowed[0]).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{var}={value!r}: must be one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """docpost's settings, read from ``DOCPOST_*`` environment variables."""
@@ -42,6 +50,8 @@ class Settings:
     max_send_attempts: int  # DOCPOST_MAX_SEND_ATTEMPTS: tasks that may retry a letter before FAILED
     chunk_size: int  # DOCPOST_CHUNK_SIZE: letters per mapped chunk task
     claim_lease_seconds: float  # DOCPOST_CLAIM_LEASE_SECONDS: a killed task's claims expire after this
+    max_faults: int  # DOCPOST_MAX_FAULTS: unexpected failures on one letter before it is quarantined
+    window_content: str  # DOCPOST_WINDOW_CONTENT: supplied PDF with content in the window: cover | reject
 
 
 def settings() -> Settings:
@@ -69,4 +79,6 @@ def settings() -> Settings:
         max_send_attempts=int(os.environ.get("DOCPOST_MAX_SEND_ATTEMPTS", "12")),
         chunk_size=int(os.environ.get("DOCPOST_CHUNK_SIZE", "500")),
         claim_lease_seconds=float(os.environ.get("DOCPOST_CLAIM_LEASE_SECONDS", "600")),
+        max_faults=int(os.environ.get("DOCPOST_MAX_FAULTS", "3")),
+        window_content=_choice("DOCPOST_WINDOW_CONTENT", ("cover", "reject")),
     )

@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from docpost import config
+from docpost.errors import ConfigurationError, DocpostError, Unavailable, describe, internal_code
 from docpost.ledger import Ledger, MessageRef, MessageState, Move, Receipt, Registration, shared_ledger
 from docpost.model import ReplyType, Submission, SubmissionKey
 from docpost.storage import ObjectStore, S3Submission, StorageError
@@ -126,23 +127,17 @@ def _claimed(chunk: Chunk, states: Iterable[MessageState], actor: str, stage: st
         led.release([r.id for r in refs], worker)
 
 
+
 def _rows(refs: list[MessageRef]) -> dict:
     """The ledger rows of the claimed messages, by id."""
     return {m.id: m for m in ledger().messages([r.id for r in refs])}
 
 
-class StageIncomplete(RuntimeError):
-    """Some messages of a chunk could not be worked on (storage trouble): they keep their state,
-    the rest is recorded, and the task fails so that Airflow retries it (idempotently)."""
+class StageIncomplete(Unavailable):
+    """Some messages of a chunk could not be worked on (infrastructure trouble): they keep their
+    state, the rest is recorded, and the task fails so that Airflow retries it (idempotently)."""
 
-
-def _check_loaded(loaded: list[tuple[MessageRef, Any]], stage: str) -> None:
-    failed = [ref for ref, report in loaded if isinstance(report, Exception)]
-    if failed:
-        raise StageIncomplete(
-            f"{stage}: {len(failed)} of {len(loaded)} submissions could not be read; they keep their state "
-            f"and are taken up by the retry (first: message {failed[0].message_uuid})"
-        )
+    code = "stage.incomplete"
 
 
 def _source(st: ObjectStore, ref: MessageRef, rows: dict[int, Any]) -> S3Submission:
@@ -155,9 +150,12 @@ def _source(st: ObjectStore, ref: MessageRef, rows: dict[int, Any]) -> S3Submiss
                         etags={n: etag for n, (_s, etag) in listing.items() if etag})
 
 
-def _load(refs: list[MessageRef], rows: dict[int, Any]) -> list[tuple[MessageRef, Any]]:
-    """Validate each message's submission as registered (safe parsing; bounded parallel reads)."""
-    from docpost.validation import ValidationIssue, ValidationReport, schemas, validate
+def _load(refs: list[MessageRef], rows: dict[int, Any]) -> dict[int, Any]:
+    """Validate each message's submission as registered (safe parsing; bounded parallel reads).
+
+    By message id: its ``ValidationReport``, or the exception that stopped reading it (handled,
+    like any other, by the stage runner)."""
+    from docpost.validation import schemas, validate
 
     # libxml2 initialises its schema types lazily and not thread-safely: compile the XSDs here,
     # in this thread, before the pool's threads validate (else: "not a built-in type" errors).
@@ -166,43 +164,54 @@ def _load(refs: list[MessageRef], rows: dict[int, Any]) -> list[tuple[MessageRef
 
     def one(ref: MessageRef):
         try:
-            return ref, validate(_source(st, ref, rows))
-        except StorageError as exc:  # S3 trouble, not the submission's fault: retried, never rejected
-            log.warning("message %s: could not read its submission: %s", ref.message_uuid, exc.code)
-            return ref, exc
-        except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - a validator bug
-            log.exception("message %s: the validator failed", ref.message_uuid)
-            return ref, ValidationReport(_key(ref), [ValidationIssue(
-                "validator.internal-error", f"the validator failed on this submission ({type(exc).__name__})")])
+            return ref.id, validate(_source(st, ref, rows))
+        except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - judged by the runner
+            return ref.id, exc
 
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-        return list(pool.map(one, refs))
-
-
-def _still_valid(loaded: list[tuple[MessageRef, Any]], invalid: list[tuple[MessageRef, list[dict]]]
-                 ) -> Iterator[tuple[MessageRef, Submission]]:
-    """The loaded submissions that (still) validate. One that no longer does (changed since it was
-    validated) goes to ``invalid`` with its issues, never skipped silently; one that could not be
-    read is left for :func:`_check_loaded`."""
-    for ref, report in loaded:
-        if isinstance(report, Exception):
-            continue
-        if not report.valid:
-            invalid.append((ref, report.to_json()["errors"]))
-            continue
-        yield ref, report.submission
+        return dict(pool.map(one, refs))
 
 
 # --------------------------------------------------------------------------- collect and plan
 
 
+def _refused_key(folder: str) -> str:
+    """Where a refused folder's report goes: beside the others (``rejected/<sys>/<date>/<id>/``),
+    or, for a path S3 could not take longer, under a digest of it."""
+    mirrored = "rejected/" + folder[len("inbox/"):]
+    if len(mirrored.encode()) < 900:
+        return mirrored
+    return f"rejected/_folders/{hashlib.sha256(folder.encode()).hexdigest()[:32]}/"
+
+
+def _refuse_folders(st: ObjectStore, refused: dict[str, list[tuple[str, str]]]) -> None:
+    """A report for each READY folder whose path breaks the contract; it is never registered."""
+    import json
+
+    for folder, problems in sorted(refused.items()):
+        issues = [_issue(code, message, None, folder) for code, message in problems]
+        doc = {"submission": folder[len("inbox/"):].rstrip("/"), "message_uuid": None, "stage": "collect",
+               "valid": False, "errors": issues}
+        text = "\n".join([f"Afvist / rejected: {doc['submission']} (trin collect)", ""]
+                         + [f"- [{i['code']}] {i['message']}" for i in issues]) + "\n"
+        prefix = _refused_key(folder)
+        st.put_text(prefix + "rejection.json", json.dumps(doc, ensure_ascii=False, indent=2), "application/json")
+        st.put_text(prefix + "rejection.txt", text)
+        log.warning("collect: refused a folder (%s); report at %s", ", ".join(c for c, _m in problems), prefix)
+
+
 def collect(night: str | dt.date, *, source_systems: list[str] | None = None, actor: str) -> dict:
-    """Register READY submissions of ``night`` (and late drops of the days before) as RECEIVED."""
+    """Register READY submissions of ``night`` (and late drops of the days before) as RECEIVED.
+
+    A READY folder whose source system, date or submission id breaks the contract is refused
+    alone, with a report under ``rejected/``; the others are registered."""
     day = _date(night)
     led, st = ledger(), store()
     led.upgrade()
     scan = st.scan_inbox(day, source_systems)
     late = st.scan_inbox_before(day, LOOKBACK_DAYS, source_systems)
+    refused = {**scan.refused, **late.refused}
+    _refuse_folders(st, refused)
     registrations = [
         Registration(
             source_system=key.source_system, submission_id=key.submission_id, submission_date=key.date,
@@ -221,6 +230,7 @@ def collect(night: str | dt.date, *, source_systems: list[str] | None = None, ac
         "existing": len(result.existing),
         "conflicts": len(result.conflicts),
         "pending_not_ready": len(scan.pending),
+        "refused": len(refused),
     }
     log.info("collect %s: %s", day, counts)
     return counts
@@ -242,9 +252,35 @@ def plan_chunks(night: str | dt.date, *, chunk_size: int | None = None) -> list[
 # --------------------------------------------------------------------------- the stages
 
 
+
+
+# --------------------------------------------------------------------------- the stage runner
+
+
+class NoLongerValid(DocpostError):
+    """A submission that validated once and no longer does (a file replaced after ``_READY``)."""
+
+    code = "submission.changed"
+
+    def __init__(self, issues: list[dict]) -> None:
+        self.issues = issues
+        super().__init__("no longer valid: " + ", ".join(dict.fromkeys(i["code"] for i in issues)))
+
+
 def _issue(code: str, message: str, file: str | None = None, path: str | None = None) -> dict:
     """One problem in a rejection report (the shape ``docpost validate --json`` prints)."""
     return {"code": code, "file": file, "line": None, "path": path, "message": message}
+
+
+def _issues_of(exc: DocpostError, file: str | None) -> list[dict]:
+    """The rejection report's problems for a letter's error: its own list where it has one."""
+    found = getattr(exc, "issues", None) or []
+    if isinstance(exc, NoLongerValid):
+        return list(found)
+    issues = [_issue(getattr(i, "code", exc.code), getattr(i, "message", exc.message), file,
+                     f"page {i.page}" if getattr(i, "page", None) else getattr(i, "path", None))
+              for i in found]
+    return issues or [_issue(exc.code, exc.message, file)]
 
 
 def _rejection_report(ref: MessageRef, issues: list[dict], stage: str) -> tuple[str, str]:
@@ -264,12 +300,8 @@ def _rejection_report(ref: MessageRef, issues: list[dict], stage: str) -> tuple[
     return json.dumps(doc, ensure_ascii=False, indent=2), "\n".join(lines) + "\n"
 
 
-def _reject(refs_issues: list[tuple[MessageRef, list[dict]]], actor: str, stage: str) -> None:
-    """Write each rejection report to S3 first, then record REJECTED (a rerun rewrites the same)."""
-    if not refs_issues:
-        return
-    st = store()
-
+def _write_reports(st: ObjectStore, refs_issues: list[tuple[MessageRef, list[dict]]], stage: str) -> None:
+    """Each rejection report to S3 (``rejected/...``); a rerun rewrites the same."""
     def write(item):
         ref, issues = item
         prefix = f"rejected/{ref.source_system}/{ref.submission_date.isoformat()}/{ref.submission_id}/"
@@ -279,37 +311,160 @@ def _reject(refs_issues: list[tuple[MessageRef, list[dict]]], actor: str, stage:
 
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
         list(pool.map(write, refs_issues))
-    rejections = []
-    for ref, issues in refs_issues:
-        codes = list(dict.fromkeys(i["code"] for i in issues))
-        text = "; ".join(i["message"] for i in issues[:3]) + (f" (+{len(issues) - 3} more)" if len(issues) > 3 else "")
-        rejections.append((ref.id, codes[0], f"{', '.join(codes)}: {text}"))
-    ledger().reject_many(rejections, actor)
+
+
+def _reason(issues: list[dict]) -> tuple[str, str]:
+    """The ledger's reason code and text for a list of problems."""
+    codes = list(dict.fromkeys(i["code"] for i in issues))
+    text = "; ".join(i["message"] for i in issues[:3]) + (f" (+{len(issues) - 3} more)" if len(issues) > 3 else "")
+    return codes[0], f"{', '.join(codes)}: {text}"
+
+
+def _infrastructure() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import DBAPIError
+
+    return (Unavailable, ConfigurationError, StorageError, DBAPIError)  # never the letter's fault
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the flow: the states it takes, the state it gives, what a letter's own
+    problem makes of the letter (REJECTED while nothing was sent; FAILED at delivery)."""
+
+    name: str
+    takes: tuple[MessageState, ...]
+    gives: MessageState
+    refuses: MessageState = S.REJECTED
+
+
+VALIDATE = Stage("validate", (S.RECEIVED,), S.VALIDATED)
+STAMP = Stage("stamp", (S.VALIDATED,), S.STAMPED)
+RENDER = Stage("render", (S.STAMPED,), S.RENDERED)
+DELIVER = Stage("deliver", (S.RENDERED, S.RETRYING), S.SUBMITTED, refuses=S.FAILED)
+
+
+class StageRun:
+    """One chunk through one stage, every letter on its own.
+
+    For each claimed letter, :meth:`each` calls the stage's work and sorts what happened:
+
+    - the work's result: collected for the stage (``done``);
+    - a :class:`DocpostError` of the letter's own: REJECTED with a report under ``rejected/``
+      (FAILED at delivery), with its code;
+    - infrastructure trouble (:data:`_infrastructure`): the letter keeps its state, and at the
+      end the task fails (:class:`StageIncomplete`) so that Airflow retries it;
+    - anything else (a bug, a library's exception): the letter keeps its state with
+      ``internal.<ExceptionType>`` and is tried again by later runs; after
+      ``settings().max_faults`` such faults it is FAILED as quarantined.
+
+    The rest of the chunk goes on in every case. Only codes and exception types are logged.
+    """
+
+    def __init__(self, stage: Stage, refs: list[MessageRef], actor: str) -> None:
+        self.stage, self.refs, self.actor = stage, refs, actor
+        self.rows = _rows(refs)
+        self.loaded = _load(refs, self.rows)
+        self.refused: list[tuple[MessageRef, list[dict]]] = []
+        self.faults: list[tuple[MessageRef, BaseException]] = []
+        self.kept: list[tuple[MessageRef, BaseException]] = []
+
+    def each(self, work) -> list[tuple[MessageRef, Any]]:
+        """``work(ref, message_row, submission)`` for every letter that (still) validates."""
+        done = []
+        for ref in self.refs:
+            try:
+                report = self.loaded[ref.id]
+                if isinstance(report, BaseException):
+                    raise report
+                if not report.valid:
+                    if self.stage is VALIDATE:
+                        self.refused.append((ref, report.to_json()["errors"]))
+                        continue
+                    raise NoLongerValid(report.to_json()["errors"])
+                done.append((ref, work(ref, self.rows[ref.id], report.submission)))
+            except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - sorted below
+                self.trouble(ref, exc)
+        return done
+
+    def trouble(self, ref: MessageRef, exc: BaseException, file: str | None = "manifest.xml") -> None:
+        """Sort one letter's exception (see the class docstring)."""
+        if isinstance(exc, _infrastructure()):
+            log.warning("message %s: %s: kept for a retry: %s", ref.message_uuid, self.stage.name, describe(exc))
+            self.kept.append((ref, exc))
+        elif isinstance(exc, DocpostError):
+            log.info("message %s: %s: %s", ref.message_uuid, self.stage.name, exc.code)
+            self.refused.append((ref, _issues_of(exc, getattr(exc, "file", None) or file)))
+        else:
+            log.warning("message %s: %s: unexpected %s", ref.message_uuid, self.stage.name, describe(exc))
+            self.faults.append((ref, exc))
+
+    def finish(self, moves: list[Move], **more: Any) -> dict:
+        """Record every outcome: reports, then refusals, faults, the done moves; then the verdict."""
+        led, st = ledger(), store()
+        if self.refused:
+            if self.stage.refuses is S.REJECTED:
+                _write_reports(st, self.refused, self.stage.name)
+                led.reject_many([(ref.id, *_reason(issues)) for ref, issues in self.refused], self.actor)
+            else:
+                led.transition_each([Move(ref.id, f"{code}: {text}", {"reason_code": code, "reason_text": text})
+                                     for ref, issues in self.refused for code, text in [_reason(issues)]],
+                                    S.FAILED, self.actor)
+        quarantined = self._record_faults(led)
+        led.transition_each(moves, self.stage.gives, self.actor, expected_from=list(self.stage.takes))
+        result = {"claimed": len(self.refs), self.stage.gives.value.lower(): len(moves),
+                  "rejected" if self.stage.refuses is S.REJECTED else "failed": len(self.refused),
+                  "held": len(self.faults) - quarantined, "quarantined": quarantined, **more}
+        if self.kept:
+            first = self.kept[0][1]
+            raise StageIncomplete(
+                f"{self.stage.name}: {len(self.kept)} of {len(self.refs)} letters could not be worked on "
+                f"({getattr(first, 'code', type(first).__name__)}); they keep their state and are taken up "
+                f"by the retry (first: message {self.kept[0][0].message_uuid})")
+        return result
+
+    def _record_faults(self, led: Ledger) -> int:
+        """Hold letters with an unexpected fault; FAILED (quarantined) after ``max_faults``."""
+        limit = config.settings().max_faults
+        hold, quarantine = [], []
+        for ref, exc in self.faults:
+            code, tries = internal_code(exc), ref.faults + 1
+            if tries >= limit:
+                text = f"quarantined after {tries} unexpected failures ({type(exc).__name__} in {self.stage.name})"
+                quarantine.append(Move(ref.id, f"{code}: {text}", {"reason_code": code, "reason_text": text}))
+            else:
+                hold.append((ref.id, code, f"unexpected {type(exc).__name__} in {self.stage.name}; "
+                                           f"tried again by a later run ({tries} of {limit})"))
+        led.hold(hold, self.actor)
+        led.transition_each(quarantine, S.FAILED, self.actor)
+        return len(quarantine)
+
+
+def _run(chunk: dict | Chunk, stage: Stage, actor: str, body) -> dict:
+    """Claim the chunk's letters in the stage's states, run ``body(StageRun)``, release them."""
+    chunk = Chunk.of(chunk)
+    with _claimed(chunk, stage.takes, actor, stage.name) as refs:
+        counts = body(StageRun(stage, refs, actor))
+    return chunk.as_dict(**counts)
+
+
+# --------------------------------------------------------------------------- the stages
 
 
 def validate_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     """RECEIVED -> VALIDATED | REJECTED (with a rejection report under ``rejected/``)."""
-    chunk = Chunk.of(chunk)
-    led = ledger()
-    valid: list[Move] = []
-    rejected: list[tuple[MessageRef, list[dict]]] = []
-    with _claimed(chunk, [S.RECEIVED], actor, "validate") as refs:
-        loaded = _load(refs, _rows(refs))
-        for ref, sub in _still_valid(loaded, rejected):
-            case = sub.case
-            valid.append(Move(ref.id, None, {
-                "recipient": sub.manifest.recipient,
-                "title": sub.manifest.title,
-                "document_type": sub.manifest.document_type,
-                "case_number": (case.case_number if case else None) or sub.manifest.case_reference,
-                "case_uuid": case.case_uuid if case else None,
-                "document_number": case.document_number if case else None,
-                "document_uuid": case.document_uuid if case else None,
-            }))
-        _reject(rejected, actor, "validate")
-        led.transition_each(valid, S.VALIDATED, actor, expected_from=[S.RECEIVED])
-        _check_loaded(loaded, "validate")
-    return chunk.as_dict(claimed=len(refs), validated=len(valid), rejected=len(rejected))
+    def work(ref: MessageRef, _message, sub: Submission) -> Move:
+        case = sub.case
+        return Move(ref.id, None, {
+            "recipient": sub.manifest.recipient,
+            "title": sub.manifest.title,
+            "document_type": sub.manifest.document_type,
+            "case_number": (case.case_number if case else None) or sub.manifest.case_reference,
+            "case_uuid": case.case_uuid if case else None,
+            "document_number": case.document_number if case else None,
+            "document_uuid": case.document_uuid if case else None,
+        })
+
+    return _run(chunk, VALIDATE, actor, lambda run: run.finish([m for _r, m in run.each(work)]))
 
 
 def _profiles():
@@ -320,33 +475,22 @@ def _profiles():
 
 def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     """VALIDATED -> STAMPED (reply Postkasse/Emne/contact point on the ledger) | REJECTED."""
-    from docpost.stamping import StampingError, stamp
+    from docpost.stamping import stamp
 
-    chunk = Chunk.of(chunk)
-    led, profiles = ledger(), _profiles()
-    stamped: list[Move] = []
-    rejected: list[tuple[MessageRef, list[dict]]] = []
-    with _claimed(chunk, [S.VALIDATED], actor, "stamp") as refs:
-        loaded = _load(refs, _rows(refs))
-        for ref, sub in _still_valid(loaded, rejected):
-            try:
-                result = stamp(sub, profiles)
-            except StampingError as exc:
-                rejected.append((ref, [_issue(exc.code, exc.message, "manifest.xml")]))
-                continue
-            reply = result.reply
-            detail = (f"{reply.rule}: ikkeMuligt" if reply.reply_type is ReplyType.NOT_POSSIBLE
-                      else f"{reply.rule}: Postkasse {reply.postkasse_id} / Emne {reply.emne_id}")
-            stamped.append(Move(ref.id, detail, {
-                "reply_type": reply.reply_type.value,
-                "reply_postkasse_id": reply.postkasse_id,
-                "reply_emne_id": reply.emne_id,
-                "reply_contact_point_id": reply.contact_point_id,
-            }))
-        _reject(rejected, actor, "stamp")
-        led.transition_each(stamped, S.STAMPED, actor, expected_from=[S.VALIDATED])
-        _check_loaded(loaded, "stamp")
-    return chunk.as_dict(claimed=len(refs), stamped=len(stamped), rejected=len(rejected))
+    profiles = _profiles()
+
+    def work(ref: MessageRef, _message, sub: Submission) -> Move:
+        reply = stamp(sub, profiles).reply
+        detail = (f"{reply.rule}: ikkeMuligt" if reply.reply_type is ReplyType.NOT_POSSIBLE
+                  else f"{reply.rule}: Postkasse {reply.postkasse_id} / Emne {reply.emne_id}")
+        return Move(ref.id, detail, {
+            "reply_type": reply.reply_type.value,
+            "reply_postkasse_id": reply.postkasse_id,
+            "reply_emne_id": reply.emne_id,
+            "reply_contact_point_id": reply.contact_point_id,
+        })
+
+    return _run(chunk, STAMP, actor, lambda run: run.finish([m for _r, m in run.each(work)]))
 
 
 def rendered_key(ref: MessageRef) -> str:
@@ -364,15 +508,17 @@ def short_reference(message_uuid: str) -> str:
 
 
 def _letter_pdf(ref: MessageRef, message, submission: Submission, stamp_result) -> bytes:
-    """The main PDF: rendered from the letter text, or the supplied one once it passes the print check."""
+    """The main PDF: rendered from the letter text, or the supplied one once it passes the print
+    check (only a letter that may be printed is checked: see ``rendering.check_supplied``)."""
     from docpost.model import FileRole
-    from docpost.rendering import NotPrintReady, check_print_ready, render_letter
+    from docpost.rendering import NotPrintReady, check_supplied, render_letter
     from docpost.stamping import letter_reference, reply_line
 
     main = submission.manifest.main_file
     if main.role is FileRole.MAIN:
         pdf = submission.documents[main.name]
-        issues = check_print_ready(pdf)
+        issues = check_supplied(pdf, submission.manifest.channel_wish,
+                                window_policy=config.settings().window_content)
         if issues:
             raise NotPrintReady(issues)
         return pdf
@@ -385,46 +531,46 @@ def _letter_pdf(ref: MessageRef, message, submission: Submission, stamp_result) 
     )
 
 
+def _put_each(st: ObjectStore, run: StageRun, items: list[tuple[MessageRef, bytes]]) -> list[tuple[MessageRef, str]]:
+    """Store each rendered PDF (in parallel); a failed write is that letter's trouble, sorted by the run."""
+    def put(item):
+        ref, pdf = item
+        try:
+            st.put_bytes(rendered_key(ref), pdf, "application/pdf")
+            return ref, hashlib.sha256(pdf).hexdigest(), None
+        except Exception as exc:  # noqa: BLE001 - sorted by the run
+            return ref, None, exc
+
+    stored = []
+    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+        for ref, digest, exc in pool.map(put, items):
+            if exc is not None:
+                run.trouble(ref, exc)
+            else:
+                stored.append((ref, digest))
+    return stored
+
+
 def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     """STAMPED -> RENDERED (PDF kept under ``rendered/``, its sha256 on the ledger) | REJECTED."""
     from docpost.rendering import RenderError
-    from docpost.stamping import StampingError, stamp
+    from docpost.stamping import stamp
 
-    chunk = Chunk.of(chunk)
-    led, st, profiles = ledger(), store(), _profiles()
-    rendered: list[Move] = []
-    rejected: list[tuple[MessageRef, list[dict]]] = []
-    with _claimed(chunk, [S.STAMPED], actor, "render") as refs:
-        rows = _rows(refs)
-        loaded = _load(refs, rows)
-        outputs: list[tuple[MessageRef, bytes]] = []
-        for ref, sub in _still_valid(loaded, rejected):
-            try:
-                result = stamp(sub, profiles)
-                pdf = _letter_pdf(ref, rows[ref.id], sub, result)
-            except StampingError as exc:
-                rejected.append((ref, [_issue(exc.code, exc.message, "manifest.xml")]))
-                continue
-            except RenderError as exc:
-                main_name = sub.manifest.main_file.name
-                issues = [_issue(i.code, i.message, main_name, f"page {i.page}" if i.page else None)
-                          for i in getattr(exc, "issues", ())]
-                rejected.append((ref, issues or [_issue(exc.code, exc.message)]))
-                continue
-            outputs.append((ref, pdf))
+    st, profiles = store(), _profiles()
 
-        def put(item):
-            ref, pdf = item
-            st.put_bytes(rendered_key(ref), pdf, "application/pdf")
-            return ref, hashlib.sha256(pdf).hexdigest()
+    def work(ref: MessageRef, message, sub: Submission) -> bytes:
+        try:
+            return _letter_pdf(ref, message, sub, stamp(sub, profiles))
+        except RenderError as exc:  # reported against the main document
+            exc.file = sub.manifest.main_file.name
+            raise
 
-        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            for ref, digest in pool.map(put, outputs):
-                rendered.append(Move(ref.id, f"pdf sha256 {digest[:16]}", {"pdf_sha256": digest}))
-        _reject(rejected, actor, "render")
-        led.transition_each(rendered, S.RENDERED, actor, expected_from=[S.STAMPED])
-        _check_loaded(loaded, "render")
-    return chunk.as_dict(claimed=len(refs), rendered=len(rendered), rejected=len(rejected))
+    def body(run: StageRun) -> dict:
+        stored = _put_each(st, run, run.each(work))
+        return run.finish([Move(ref.id, f"pdf sha256 {digest[:16]}", {"pdf_sha256": digest})
+                           for ref, digest in stored])
+
+    return _run(chunk, RENDER, actor, body)
 
 
 @lru_cache(maxsize=2)
@@ -440,7 +586,8 @@ def sf1601_client():
     """The SF1601 client of the current settings (tokens cached per process)."""
     s = config.settings()
     if not s.sf1601_url:
-        raise RuntimeError("DOCPOST_SF1601_URL is not set: no SF1601 endpoint (or simulator) to deliver to")
+        raise ConfigurationError("DOCPOST_SF1601_URL is not set: no SF1601 endpoint (or simulator) to deliver to",
+                                 code="config.no-sf1601-url")
     return _client_for(s.sf1601_url, s.sender_cvr, s.sf1601_cert, s.sf1601_key, s.sf1601_ca,
                        s.sf1601_timeout, s.sf1601_concurrency)
 
@@ -449,7 +596,7 @@ def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_resul
     from docpost.fjernprint import build_forsendelse, build_kombi_request, kombi_valg_for
     from docpost.memo import OutboundLetter, build_memo
     from docpost.model import ChannelWish
-    from docpost.rendering import assemble
+    from docpost.rendering import printed_copy
 
     s = config.settings()
     attachments = [(f.name, f.label or f.name, submission.documents[f.name])
@@ -463,68 +610,77 @@ def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_resul
     wish = submission.manifest.channel_wish
     memo_xml = build_memo(letter) if wish is not ChannelWish.PHYSICAL else None
     forsendelse = None
-    if wish is not ChannelWish.DIGITAL:  # physical letters need one PDF: attachments appended
-        printed = assemble(pdf, [a[2] for a in attachments])
+    if wish is not ChannelWish.DIGITAL:  # paper needs one PDF: a cover page if need be, attachments appended
+        printed = printed_copy(submission, stamp_result.letterhead, pdf, [a[2] for a in attachments],
+                               window_policy=s.window_content)
         forsendelse = build_forsendelse(replace(letter, pdf=printed, attachments=[]))
     return build_kombi_request(kombi_valg_for(wish), memo_xml, forsendelse)
+
+
+class RenderedMissing(DocpostError):
+    """The rendered PDF is not where the render stage put it, or is not the one it recorded."""
+
+    code = "deliver.rendered-pdf-missing"
+
+
+def _rendered_pdf(st: ObjectStore, ref: MessageRef, message, sub: Submission, stamp_result) -> bytes:
+    """The PDF the render stage recorded; made again (and kept) if it is gone, the same letter
+    being rendered the same way; a PDF that is there but not the recorded one is refused."""
+    from docpost.storage import ObjectNotFound
+
+    try:
+        pdf = st.get_bytes(rendered_key(ref))
+    except ObjectNotFound:
+        pdf = _letter_pdf(ref, message, sub, stamp_result)
+        if hashlib.sha256(pdf).hexdigest() != message.pdf_sha256:
+            raise RenderedMissing("the rendered PDF is gone and rendering it again gave another document") from None
+        st.put_bytes(rendered_key(ref), pdf, "application/pdf")
+        log.info("message %s: rendered PDF was missing; rendered again", ref.message_uuid)
+        return pdf
+    if hashlib.sha256(pdf).hexdigest() != message.pdf_sha256:
+        raise RenderedMissing("the rendered PDF does not match the recorded sha256",
+                              code="deliver.rendered-pdf-changed")
+    return pdf
 
 
 def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> dict:
     """RENDERED | RETRYING -> SUBMITTED | RETRYING | FAILED, through SF1601 (same transaction id on retry)."""
     from docpost.channels.sf1601 import Outcome
-    from docpost.stamping import StampingError, stamp
+    from docpost.stamping import stamp
 
-    chunk = Chunk.of(chunk)
     if dry_run:
-        return chunk.as_dict(claimed=0, submitted=0, retrying=0, failed=0, dry_run=1)
-    led, st, s, profiles = ledger(), store(), config.settings(), _profiles()
-    counts = Counter()
-    with _claimed(chunk, [S.RENDERED, S.RETRYING], actor, "deliver") as refs:
-        rows = _rows(refs)
-        bodies: list[tuple[MessageRef, bytes]] = []
-        failed: list[Move] = []
-        invalid: list[tuple[MessageRef, list[dict]]] = []
-        loaded = _load(refs, rows)
-        for ref, sub in _still_valid(loaded, invalid):
-            try:
-                result = stamp(sub, profiles)
-                pdf = st.get_bytes(rendered_key(ref))
-                if hashlib.sha256(pdf).hexdigest() != rows[ref.id].pdf_sha256:
-                    raise ValueError("rendered PDF does not match the recorded sha256")
-                bodies.append((ref, _kombi_request(ref, rows[ref.id], sub, result, pdf)))
-            except (StampingError, ValueError) as exc:
-                code = getattr(exc, "code", None) or getattr(exc, "reason", None) or "deliver.build-failed"
-                failed.append(Move(ref.id, f"{code}: {exc}", {"reason_code": code, "reason_text": str(exc)}))
-        for ref, issues in invalid:  # RETRYING cannot become REJECTED: FAILED with the reason
-            text = "no longer valid: " + ", ".join(dict.fromkeys(i["code"] for i in issues))
-            failed.append(Move(ref.id, text, {"reason_code": "submission.changed", "reason_text": text}))
-        client = sf1601_client()
-        outcomes = client.send_many(
-            [(ref.transaction_id, body) for ref, body in bodies],
+        return Chunk.of(chunk).as_dict(claimed=0, submitted=0, retrying=0, failed=0, dry_run=1)
+    st, s, profiles = store(), config.settings(), _profiles()
+
+    def work(ref: MessageRef, message, sub: Submission) -> bytes:
+        result = stamp(sub, profiles)
+        return _kombi_request(ref, message, sub, result, _rendered_pdf(st, ref, message, sub, result))
+
+    def body(run: StageRun) -> dict:
+        bodies = run.each(work)
+        outcomes = sf1601_client().send_many(
+            [(ref.transaction_id, request) for ref, request in bodies],
             concurrency=s.sf1601_concurrency, attempts=s.sf1601_attempts,
-        )
+        ) if bodies else []
         submitted, retrying = [], []
-        for (ref, _body), out in zip(bodies, outcomes):
+        for (ref, _request), out in zip(bodies, outcomes):
             if out.outcome is Outcome.ACCEPTED:
                 tid = out.result.transmission_id if out.result else None
                 submitted.append(Move(ref.id, f"accepted, transmission {tid}" if tid else "accepted", {}))
             elif out.outcome is Outcome.PERMANENT:
                 err = out.error
-                text = getattr(err, "error_text", None) or err.message
                 code = getattr(err, "error_code", None) or err.code
-                failed.append(Move(ref.id, f"{code}: {text}", {"reason_code": str(code), "reason_text": text}))
+                run.refused.append((ref, [_issue(str(code), getattr(err, "error_text", None) or err.message)]))
             elif ref.attempts + 1 >= s.max_send_attempts:
-                failed.append(Move(ref.id, f"gave up after {ref.attempts + 1} attempts: {out.code}",
-                                   {"reason_code": out.code, "reason_text": out.error.message}))
+                run.refused.append((ref, [_issue(out.code, f"gave up after {ref.attempts + 1} attempts: "
+                                                           f"{out.error.message}")]))
             else:
                 retrying.append(Move(ref.id, f"{out.code}: {out.error.message}",
                                      {"reason_code": out.code, "reason_text": out.error.message}))
-        led.transition_each(submitted, S.SUBMITTED, actor, count_attempt=False)
-        led.transition_each(retrying, S.RETRYING, actor, count_attempt=True)
-        led.transition_each(failed, S.FAILED, actor)
-        counts.update(submitted=len(submitted), retrying=len(retrying), failed=len(failed))
-        _check_loaded(loaded, "deliver")
-    return chunk.as_dict(claimed=len(refs), **counts)
+        ledger().transition_each(retrying, S.RETRYING, actor, count_attempt=True)
+        return run.finish(submitted, retrying=len(retrying))
+
+    return _run(chunk, DELIVER, actor, body)
 
 
 # --------------------------------------------------------------------------- receipts and reports

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 import threading
 from collections import Counter
@@ -100,6 +101,31 @@ class InboxScan:
     files: dict[SubmissionKey, dict[str, int]] = field(default_factory=dict, repr=False)
     etags: dict[SubmissionKey, dict[str, str]] = field(default_factory=dict, repr=False)
     ready_at: dict[SubmissionKey, dt.datetime] = field(default_factory=dict, repr=False)
+    #: READY folders whose path breaks the contract: folder prefix -> [(code, message)]
+    refused: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+#: The contract's names (docs/submission-contract.md), enforced before anything is registered.
+SOURCE_SYSTEM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+SUBMISSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
+def folder_problems(system: str, date_folder: str, submission_id: str) -> list[tuple[str, str]]:
+    """What breaks the contract in a submission folder's path: ``[(code, message)]`` (names never echoed)."""
+    problems = []
+    if not SOURCE_SYSTEM_NAME.fullmatch(system):
+        problems.append(("folder.bad-source-system",
+                         "the source system folder must be 1-64 characters a-z, 0-9 and '-'"))
+    try:
+        canonical = dt.date.fromisoformat(date_folder).isoformat() == date_folder
+    except ValueError:
+        canonical = False
+    if not canonical:
+        problems.append(("folder.bad-date", "the date folder must be a date written YYYY-MM-DD"))
+    if not SUBMISSION_ID.fullmatch(submission_id):
+        problems.append(("folder.bad-submission-id",
+                         "the submission id must be 1-100 characters A-Z, a-z, 0-9, '-' and '_'"))
+    return problems
 
 
 def parse_submission_key(key: str) -> tuple[SubmissionKey, str] | None:
@@ -114,6 +140,23 @@ def parse_submission_key(key: str) -> tuple[SubmissionKey, str] | None:
     if parts[2] != date.isoformat():  # only the canonical YYYY-MM-DD folder name
         return None
     return SubmissionKey(parts[1], date, parts[3]), parts[4]
+
+
+def _read_body(resp: dict, key: str, limit: int | None = None) -> bytes:
+    """Read a response body; a stream broken on the way is S3 trouble (retried), like a failed call."""
+    from http.client import HTTPException
+
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError
+
+    body = resp["Body"]
+    try:
+        return body.read() if limit is None else body.read(limit)
+    except (BotoCoreError, HTTPError, HTTPException, OSError) as exc:
+        raise StorageUnavailable(f"S3 get_object failed for {key!r} while reading: {type(exc).__name__}",
+                                 key=key) from exc
+    finally:
+        body.close()
 
 
 class ObjectStore:
@@ -300,8 +343,13 @@ class ObjectStore:
     def _scan_prefix(self, prefix: str, scan: InboxScan) -> None:
         seen: dict[SubmissionKey, dict[str, int]] = {}
         etags: dict[SubmissionKey, dict[str, str]] = {}
+        odd: dict[str, set[str]] = {}  # folders whose path breaks the contract: names seen
         for page in self._pages(prefix):
             for obj in page.get("Contents", ()):
+                parts = obj["Key"].split("/", 4)
+                if len(parts) == 5 and all(parts[1:]) and folder_problems(*parts[1:4]):
+                    odd.setdefault("/".join(parts[:4]) + "/", set()).add(parts[4])
+                    continue
                 parsed = parse_submission_key(obj["Key"])
                 if parsed is None:
                     continue
@@ -317,6 +365,9 @@ class ObjectStore:
                 scan.etags[key] = etags[key]
             else:
                 scan.pending.append(key)
+        for folder, names in odd.items():
+            if READY_MARKER in names:  # a folder still being written is left alone, like any other
+                scan.refused[folder] = folder_problems(*folder.split("/")[1:4])
 
     def list_ready_submissions(
         self, date: dt.date, source_systems: Iterable[str] | None = None
@@ -345,8 +396,9 @@ class ObjectStore:
                 try:
                     day = dt.date.fromisoformat(folder)
                 except ValueError:
-                    continue
-                if first <= day < date and folder == day.isoformat():
+                    day = None
+                # a folder that is no date is scanned too: its READY submissions are refused
+                if day is None or folder != day.isoformat() or first <= day < date:
                     self._scan_prefix(f"{INBOX}{system}/{folder}/", scan)
         if ready_since is not None:
             keep = {k for k in scan.ready if scan.ready_at[k] >= ready_since}
@@ -386,15 +438,14 @@ class ObjectStore:
         with ``etag``, only that version of it (:class:`ObjectChanged` if it was replaced)."""
         pinned = {"IfMatch": etag} if etag else {}
         if max_bytes is None:
-            return self._call("get_object", key, Key=key, **pinned)["Body"].read()
+            return _read_body(self._call("get_object", key, Key=key, **pinned), key)
         try:
             resp = self._call("get_object", key, Key=key, Range=f"bytes=0-{max_bytes}", **pinned)
         except StorageRefused as exc:  # a range on an empty object: 416 InvalidRange
             if exc.s3_code not in ("InvalidRange", "416"):
                 raise
             resp = self._call("get_object", key, Key=key, **pinned)
-        body = resp["Body"].read(max_bytes + 1)
-        resp["Body"].close()
+        body = _read_body(resp, key, max_bytes + 1)
         total = _total_size(resp, len(body))
         if len(body) > max_bytes or total > max_bytes:
             raise ObjectTooLarge(f"object {key!r} is {total} bytes, more than the limit of {max_bytes}", key=key)

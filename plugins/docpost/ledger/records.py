@@ -121,6 +121,7 @@ class MessageRef:
     s3_prefix: str
     state: MessageState
     attempts: int
+    faults: int = 0  # unexpected failures while working on it (see Ledger.hold)
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,13 @@ class Message:
     submitted_at: dt.datetime | None
     purged_at: dt.datetime | None
     listing: dict[str, tuple[int, str]] | None = field(default=None, repr=False)  # as registered
+    faults: int = 0
 
     @property
     def ref(self) -> MessageRef:
         return MessageRef(
             self.id, self.message_uuid, self.transaction_id, self.source_system, self.submission_id,
-            self.submission_date, self.s3_prefix, self.state, self.attempts,
+            self.submission_date, self.s3_prefix, self.state, self.attempts, self.faults,
         )
 
 

@@ -97,7 +97,7 @@ _FREE_TEXT = frozenset({"reason_text", "title"})
 _REF_COLUMNS = (
     messages.c.id, messages.c.message_uuid, messages.c.transaction_id, messages.c.source_system,
     messages.c.submission_id, messages.c.submission_date, messages.c.s3_prefix, messages.c.state,
-    messages.c.attempts,
+    messages.c.attempts, messages.c.faults,
 )
 _CHANNEL_OF = {S.DELIVERED_DIGITAL: Channel.DIGITAL.value, S.DELIVERED_PHYSICAL: Channel.PHYSICAL.value}
 
@@ -127,7 +127,7 @@ def _ref(row) -> MessageRef:
     m = row._mapping
     return MessageRef(
         m["id"], m["message_uuid"], m["transaction_id"], m["source_system"], m["submission_id"],
-        m["submission_date"], m["s3_prefix"], MessageState(m["state"]), m["attempts"],
+        m["submission_date"], m["s3_prefix"], MessageState(m["state"]), m["attempts"], m["faults"],
     )
 
 
@@ -519,6 +519,36 @@ class Ledger:
             S.REJECTED, actor,
         )
 
+    def hold(self, faults: Iterable[tuple[int, str, str]], actor: str) -> list[int]:
+        """Keep messages in their state after an unexpected failure, each ``(id, code, text)``.
+
+        Counts the fault (``faults``), records the code and an event (from and to the same state),
+        so that a later run tries the message again; returns the ids held. Final messages are left
+        alone.
+        """
+        items = {mid: (code, identity.scrub(text)) for mid, code, text in faults}
+        held: list[int] = []
+        with self._write() as conn:
+            now = _now()
+            for chunk in _chunks(list(items), self.chunk_size):
+                current = self._lock(conn, chunk)
+                ids = [mid for mid, row in current.items() if MessageState(row.state) not in SETTLED]
+                if not ids:
+                    continue
+                conn.execute(insert(events), [
+                    {"message_id": mid, "from_state": current[mid].state, "to_state": current[mid].state,
+                     "at": now, "actor": actor, "detail": f"{items[mid][0]}: {items[mid][1]}"}
+                    for mid in ids
+                ])
+                conn.execute(
+                    update(messages).where(messages.c.id == bindparam("m_id"))
+                    .values(faults=messages.c.faults + 1, reason_code=bindparam("v_code"),
+                            reason_text=bindparam("v_text"), updated_at=now),
+                    [{"m_id": mid, "v_code": items[mid][0], "v_text": items[mid][1]} for mid in ids],
+                )
+                held.extend(ids)
+        return held
+
     # -- claims -------------------------------------------------------------------------------
 
     def claim(
@@ -867,7 +897,7 @@ class Ledger:
                         .where(messages.c.id.in_(group)),
                     ))
                     conn.execute(update(messages).where(messages.c.id.in_(group)).values(
-                        state=target.value, updated_at=now, state_changed_at=now, attempts=0, failed_from=None,
+                        state=target.value, updated_at=now, state_changed_at=now, attempts=0, faults=0, failed_from=None,
                         reason_code=None, reason_text=None, claimed_by=None, claim_token=None,
                         claim_expires_at=None,
                     ))

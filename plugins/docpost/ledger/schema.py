@@ -106,6 +106,7 @@ messages = Table(
     Column("submitted_at", UtcDateTime()),
     Column("purged_at", UtcDateTime()),
     Column("listing", Text),  # JSON {file name: [size, ETag]} as registered; read back pinned
+    Column("faults", Integer, nullable=False, server_default="0"),  # unexpected failures (see hold)
     UniqueConstraint("source_system", "submission_id", name="uq_ledger_messages_submission"),
     Index("ix_ledger_messages_date_state", "submission_date", "state"),
     Index("ix_ledger_messages_state_changed", "state", "state_changed_at"),

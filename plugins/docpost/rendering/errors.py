@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
+from docpost.errors import ConfigurationError, DocpostError
 
 from dataclasses import dataclass
 
@@ -31,7 +31,7 @@ class AddressDoesNotFit(RenderError):
     code = "render.address-too-long"
 
 
-class LogoUnreadable(RenderError):
+class LogoUnreadable(RenderError, ConfigurationError):
     """The letterhead logo named by the sending profile cannot be read."""
 
     code = "render.logo-unreadable"
