@@ -53,8 +53,16 @@ def internal_code(exc: BaseException) -> str:
     return f"internal.{type(exc).__name__}"
 
 
-def describe(exc: BaseException) -> str:
-    """What may be logged of any exception: a docpost error as it is, any other by type only."""
-    if isinstance(exc, DocpostError):
-        return str(exc)
-    return f"{type(exc).__module__}.{type(exc).__qualname__} [{internal_code(exc)}]"
+def describe(exc: BaseException, *, trace: bool = False) -> str:
+    """What may be logged of any exception: a docpost error as it is, any other by type only.
+
+    With ``trace``, where it was raised (file, line, function of each frame, no values and no
+    message): enough to find a bug, nothing of the letter it was working on."""
+    text = str(exc) if isinstance(exc, DocpostError) else (
+        f"{type(exc).__module__}.{type(exc).__qualname__} [{internal_code(exc)}]")
+    if trace and exc.__traceback__ is not None:
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        text += "".join(f"\n  at {f.filename}:{f.lineno} in {f.name}" for f in frames)
+    return text

@@ -395,7 +395,7 @@ class StageRun:
             log.info("message %s: %s: %s", ref.message_uuid, self.stage.name, exc.code)
             self.refused.append((ref, _issues_of(exc, getattr(exc, "file", None) or file)))
         else:
-            log.warning("message %s: %s: unexpected %s", ref.message_uuid, self.stage.name, describe(exc))
+            log.warning("message %s: %s: unexpected %s", ref.message_uuid, self.stage.name, describe(exc, trace=True))
             self.faults.append((ref, exc))
 
     def finish(self, moves: list[Move], **more: Any) -> dict:

@@ -12,7 +12,7 @@ line, element path and a plain-language message. Messages never carry a clear CP
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
+from docpost.errors import DocpostError, describe
 
 import datetime as dt
 import functools
@@ -687,7 +687,7 @@ def validate_many(sources: Iterable[SubmissionSource], *, engine: str = "lxml") 
         try:
             yield validate(source, engine=engine)
         except (Exception, RecursionError, MemoryError) as exc:  # a bug: report it, go on
-            log.exception("validator failed on %s", getattr(source, "key", "?"))
+            log.error("validator failed on %s: %s", getattr(source, "key", "?"), describe(exc, trace=True))
             key = getattr(source, "key", None) or model.SubmissionKey("unknown", dt.date.today(), "unknown")
             yield ValidationReport(
                 key, [ValidationIssue("validator.internal-error", f"the validator failed ({type(exc).__name__})")]

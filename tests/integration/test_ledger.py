@@ -185,7 +185,7 @@ def test_expected_from_guards_against_a_concurrent_move(ledger):
     ledger.transition(ids[:1], S.SUBMITTED, "other worker")
     with pytest.raises(UnexpectedState) as info:
         ledger.transition(ids, S.RETRYING, "send", expected_from=S.RENDERED)
-    assert info.value.from_state == "SUBMITTED" and info.value.code == "unexpected_state"
+    assert info.value.from_state == "SUBMITTED" and info.value.code == "ledger.unexpected-state"
     assert states(ledger, ids) == ["SUBMITTED", "RENDERED"]
 
 

@@ -58,4 +58,4 @@ class IllegalTransition(LedgerError):
 class UnexpectedState(IllegalTransition):
     """A message is not in the state the caller expected it to be in (``expected_from``)."""
 
-    code = "unexpected_state"
+    code = "ledger.unexpected-state"
