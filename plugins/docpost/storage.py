@@ -151,12 +151,17 @@ def _read_body(resp: dict, key: str, limit: int | None = None) -> bytes:
 
     body = resp["Body"]
     try:
-        return body.read() if limit is None else body.read(limit)
+        data = body.read() if limit is None else body.read(limit)
     except (BotoCoreError, HTTPError, HTTPException, OSError) as exc:
         raise StorageUnavailable(f"S3 get_object failed for {key!r} while reading: {type(exc).__name__}",
                                  key=key) from exc
     finally:
         body.close()
+    # a bounded read does not check the length: a body cut short must not pass for the file
+    announced = resp.get("ContentLength")
+    if announced is not None and len(data) < min(announced, limit if limit is not None else announced):
+        raise StorageUnavailable(f"S3 get_object for {key!r} ended after {len(data)} of {announced} bytes", key=key)
+    return data
 
 
 class ObjectStore:
