@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from typing import Any, Iterable
 
 from docpost import config
 from docpost.errors import ConfigurationError, DocpostError, Unavailable, describe, internal_code
-from docpost.ledger import Ledger, MessageRef, MessageState, Move, Receipt, Registration, shared_ledger
+from docpost.ledger import Ledger, MessageRef, MessageState, Move, Registration, shared_ledger
 from docpost.model import ReplyType, Submission, SubmissionKey
 from docpost.storage import ObjectStore, S3Submission, StorageError
 
@@ -36,7 +35,6 @@ S = MessageState
 LOOKBACK_DAYS = 7  # how far back a run sweeps for late drops
 IO_THREADS = 8  # parallel S3 reads per chunk task (S3 latency, not CPU)
 WORKABLE = (S.RECEIVED, S.VALIDATED, S.STAMPED, S.RENDERED, S.RETRYING)
-RECEIPTS_CURSOR_KEY = "state/receipts-cursor.json"
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -687,42 +685,13 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
 
 
 def fetch_receipts(*, actor: str, max_pages: int = 200) -> dict:
-    """Fetch PKO_PostStatus receipts after the stored cursor and settle the ledger; then move the cursor."""
-    import json
+    """Fetch PKO_PostStatus receipts after the stored cursor and settle the ledger; an odd receipt
+    is set aside with its code and never stops the feed (see ``receipts.fetch_and_settle``)."""
+    from docpost.receipts import fetch_and_settle
 
-    from docpost.receipts import outcome
-
-    st, led, client = store(), ledger(), sf1601_client()
+    led = ledger()
     led.upgrade()
-    try:
-        cursor = json.loads(st.get_bytes(RECEIPTS_CURSOR_KEY)).get("cursor")
-    except Exception:  # noqa: BLE001 - no cursor yet: from the beginning
-        cursor = None
-    totals = Counter()
-    for _ in range(max_pages):
-        statuses, next_cursor = client.fetch_receipts(cursor)
-        if not statuses and next_cursor == cursor:
-            break
-        receipts = []
-        for status in statuses:
-            state = outcome(status)
-            if state is None:
-                totals["intermediate"] += 1
-                continue
-            receipts.append(Receipt.of(status, state))
-        result = led.apply_receipts(receipts, actor)
-        totals.update(applied=result.applied, duplicates=result.duplicates, stale=result.stale,
-                      pending=result.pending)
-        # the cursor moves only after the ledger has the receipts: a crash refetches, never loses
-        st.put_json(RECEIPTS_CURSOR_KEY, {"cursor": next_cursor})
-        try:
-            client.ack_receipts(next_cursor)
-        except Exception:  # noqa: BLE001 - acking is an optimisation; the cursor is ours
-            pass
-        if next_cursor == cursor or not statuses:
-            break
-        cursor = next_cursor
-    return dict(totals)
+    return fetch_and_settle(sf1601_client(), store(), led, actor=actor, max_pages=max_pages)
 
 
 def reconcile(*, overdue_hours: float = 24) -> dict:

@@ -3,19 +3,32 @@
 A receipt arrives either as a bare ``PKO_PostStatus`` document (namespace
 :data:`NS_POST_STATUS`) or wrapped in a Beskedfordeler envelope (``ModtagBeskedInput`` with the
 receipt base64-encoded in ``Beskeddata/Base64``); :func:`parse_post_status` takes both.
-:func:`outcome` maps a receipt to the ledger's final state, or None for an intermediate one.
+:func:`outcome` maps a receipt to the ledger's final state, or None for an intermediate one
+(:class:`UnknownStatus` for a status docpost does not know).
 :func:`build_post_status` writes receipts shaped like the real samples (the simulator uses it).
+
+:func:`fetch_and_settle` is the receipt feed: it pages through the feed after the stored cursor,
+settles the ledger, and sets aside (to S3, with its reason code) every receipt that cannot be
+read or applied, so that one odd receipt never stops the feed. Only infrastructure trouble
+(S3, SF1601, the database) stops it, before the cursor moves.
 """
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
+from docpost.errors import ConfigurationError, DocpostError, Unavailable, internal_code
 
 import base64
 import binascii
 import datetime as dt
+import hashlib
+import json
+import logging
+import re
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 from lxml.builder import ElementMaker
@@ -33,6 +46,12 @@ STATUS_DELIVERED_DIGITAL = "Afleveret Digital Post"
 STATUS_DELIVERED_PHYSICAL = "Afleveret Fysisk Post"
 STATUS_FAILED = "Fejlet"
 STATUS_RECEIVED = "Modtaget"  # intermediate: accepted by the platform, not yet delivered
+STATUS_IN_PROGRESS = "Under behandling"  # intermediate
+
+#: Status codes known to be intermediate (compared case-insensitively). Any other code that is
+#: neither ``Fejl...`` nor ``Afleveret ...`` is unknown: the feed sets such a receipt aside
+#: (``receipt.unknown-status``) instead of guessing; add a code here once it is known.
+INTERMEDIATE_STATUSES = frozenset({STATUS_RECEIVED.lower(), STATUS_IN_PROGRESS.lower()})
 
 DELIVERED_DIGITAL = "DELIVERED_DIGITAL"
 DELIVERED_PHYSICAL = "DELIVERED_PHYSICAL"
@@ -60,6 +79,14 @@ class NotAReceipt(ReceiptError):
 
 class IncompleteReceipt(ReceiptError):
     """A ``PKO_PostStatus`` without a field every receipt has."""
+
+
+class UnknownStatus(ReceiptError):
+    """A status code (or, for a delivery, a channel) docpost does not know how to settle."""
+
+
+class OddReceipt(ReceiptError):
+    """A readable receipt the ledger cannot take: for no message of ours, or one never sent."""
 
 
 @dataclass(frozen=True)
@@ -171,18 +198,23 @@ def outcome(status: PostStatus) -> str | None:
     """The final ledger state a receipt means, or None for an intermediate state.
 
     ``Fejlet`` (and any ``Fejl...`` code) is FAILED; ``Afleveret ...`` is delivered, by the
-    channel in KanalKode (or named in the status code); anything else is intermediate.
+    channel in KanalKode (or named in the status code); the codes in
+    :data:`INTERMEDIATE_STATUSES` are intermediate. Anything else raises :class:`UnknownStatus`
+    (``receipt.unknown-status``; ``receipt.unknown-channel`` for a delivery on no known channel).
     """
-    code = status.status_code.strip()
-    if code.lower().startswith("fejl"):
+    code = (status.status_code or "").strip().lower()
+    if code.startswith("fejl"):
         return FAILED
-    if code.lower().startswith("afleveret"):
-        channel = (status.channel or "").lower()
-        if "fysisk" in code.lower() or channel == CHANNEL_PHYSICAL.lower():
+    if code.startswith("afleveret"):
+        channel = (status.channel or "").strip().lower()
+        if "fysisk" in code or channel == CHANNEL_PHYSICAL.lower():
             return DELIVERED_PHYSICAL
-        if "digital" in code.lower() or channel == CHANNEL_DIGITAL.lower():
+        if "digital" in code or channel == CHANNEL_DIGITAL.lower():
             return DELIVERED_DIGITAL
-    return None
+        raise UnknownStatus("unknown-channel", "a delivery receipt names no channel docpost knows")
+    if code in INTERMEDIATE_STATUSES:
+        return None
+    raise UnknownStatus("unknown-status", "the receipt's status code is not known to docpost")
 
 
 def format_utc(moment: dt.datetime) -> str:
@@ -252,3 +284,275 @@ def wrap_in_envelope(
     payload.set("file-type", ".xml")
     payload.text = base64.b64encode(post_status_xml).decode("ascii")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+
+
+# --------------------------------------------------------------------------- the feed
+
+RECEIPTS_CURSOR_KEY = "state/receipts-cursor.json"  # {"cursor": <the feed's cursor>}
+SET_ASIDE_PREFIX = "receipts/set-aside/"  # <YYYY-MM-DD (UTC)>/<cursor | event id | sha256>.json
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_COUNTS = ("applied", "duplicates", "stale", "pending", "intermediate", "set_aside")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One entry of the receipt feed: its cursor, its raw text, and the receipt or why it is unreadable."""
+
+    cursor: int | None
+    raw: bytes = field(repr=False)
+    status: PostStatus | None = None
+    error: Exception | None = None  # set when the entry could not be read (``status`` is then None)
+
+    @property
+    def event_id(self) -> str | None:
+        """The envelope's BeskedId, when it is a UUID (anything else may be any text)."""
+        event = self.status.event_id if self.status is not None else None
+        return event.lower() if event and _UUID.match(event) else None
+
+    @property
+    def ident(self) -> str:
+        """Names the entry in logs and S3 keys: its cursor, else its event id, else a hash of it."""
+        if self.cursor is not None:
+            return str(self.cursor)
+        return self.event_id or "sha256-" + hashlib.sha256(self.raw).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class ReceiptPage:
+    """One page of the feed: every entry (read or not) and the cursor to ask for next.
+
+    Unpacks as ``statuses, next_cursor`` like the earlier ``(list[PostStatus], cursor)``.
+    """
+
+    entries: list[FeedEntry]
+    next_cursor: int | None
+
+    @property
+    def statuses(self) -> list[PostStatus]:
+        return [e.status for e in self.entries if e.status is not None]
+
+    @property
+    def unreadable(self) -> list[FeedEntry]:
+        return [e for e in self.entries if e.error is not None]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.statuses, self.next_cursor))
+
+
+def read_feed_entry(entry: Any) -> FeedEntry:
+    """A feed entry (``{"cursor": 17, "xml": "<PKO_PostStatus ...>"}``) parsed; never raises.
+
+    A receipt that cannot be read keeps its raw text and the error, for the feed to set aside.
+    """
+    cursor = entry.get("cursor") if isinstance(entry, dict) else None
+    if isinstance(cursor, bool) or not isinstance(cursor, int):
+        cursor = None
+    xml = entry.get("xml") if isinstance(entry, dict) else None
+    if not isinstance(xml, str):
+        raw = json.dumps(entry, default=str, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        return FeedEntry(cursor, raw, error=ReceiptError("entry-invalid", "the feed entry carries no receipt text"))
+    raw = xml.encode("utf-8", "surrogatepass")
+    try:
+        return FeedEntry(cursor, raw, status=parse_post_status(raw))
+    except Exception as exc:  # noqa: BLE001 - this receipt's own problem: the feed sets it aside
+        return FeedEntry(cursor, raw, error=exc)
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Trouble that is no receipt's fault: the feed stops (and Airflow retries), nothing is set aside.
+
+    :class:`Unavailable` and :class:`ConfigurationError` (S3, SF1601, settings), a lost connection,
+    and every database error except those about one row's values (``DataError``, ``IntegrityError``).
+    """
+    if isinstance(exc, (Unavailable, ConfigurationError, ConnectionError, TimeoutError)):
+        return True
+    try:
+        from sqlalchemy import exc as sa
+    except ImportError:  # pragma: no cover - the ledger needs SQLAlchemy anyway
+        return False
+    if isinstance(exc, sa.DBAPIError):
+        return exc.connection_invalidated or not isinstance(exc, (sa.DataError, sa.IntegrityError))
+    return isinstance(exc, (sa.DisconnectionError, sa.TimeoutError))
+
+
+def reason_of(exc: BaseException) -> tuple[str, str]:
+    """(code, plain message) of why a receipt is set aside; a foreign exception by its type only."""
+    if isinstance(exc, DocpostError):
+        from docpost.ledger.identity import scrub
+
+        return exc.code, scrub(exc.message) or exc.code
+    return internal_code(exc), f"unexpected {type(exc).__name__} while handling the receipt"
+
+
+def set_aside(store: Any, entry: FeedEntry, code: str, message: str, *, actor: str,
+              now: dt.datetime | None = None) -> str:
+    """Write the receipt and why to ``receipts/set-aside/<date>/<ident>.json``; returns the key.
+
+    An entry already set aside (the same cursor, a page fetched again) is left as first written.
+    The raw receipt (it may carry a CPR number) is only ever stored here, base64, never logged.
+    S3 trouble raises: a receipt that is neither applied nor set aside must stop the feed.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    key = f"{SET_ASIDE_PREFIX}{now.astimezone(dt.timezone.utc).date().isoformat()}/{entry.ident}.json"
+    if store.exists(key):
+        return key
+    message_uuid = entry.status.message_uuid if entry.status is not None else None
+    store.put_json(key, {
+        "code": code,
+        "message": message,
+        "cursor": entry.cursor,
+        "event_id": entry.event_id,
+        "message_uuid": message_uuid.lower() if message_uuid and _UUID.match(message_uuid) else None,
+        "actor": actor,
+        "set_aside_at": format_utc(now),
+        "raw_sha256": hashlib.sha256(entry.raw).hexdigest(),
+        "raw_base64": base64.b64encode(entry.raw).decode("ascii"),
+    })
+    return key
+
+
+def load_cursor(store: Any) -> int | None:
+    """The stored feed cursor; None (after the feed's acknowledged cursor) when there is none yet."""
+    from docpost.storage import ObjectNotFound
+
+    try:
+        data = json.loads(store.get_bytes(RECEIPTS_CURSOR_KEY))
+    except ObjectNotFound:
+        return None
+    except ValueError:
+        log.warning("receipts: %s is not JSON; starting after the feed's acknowledged cursor",
+                    RECEIPTS_CURSOR_KEY)
+        return None
+    cursor = data.get("cursor") if isinstance(data, dict) else None
+    return cursor if isinstance(cursor, int) and not isinstance(cursor, bool) else None
+
+
+class _Feed:
+    """One run of :func:`fetch_and_settle`: the counts, and what one page is turned into."""
+
+    def __init__(self, store: Any, ledger: Any, actor: str) -> None:
+        self.store, self.ledger, self.actor = store, ledger, actor
+        self.counts: Counter[str] = Counter({name: 0 for name in _COUNTS})
+        self.by_code: Counter[str] = Counter()
+        self.pending: int | None = None
+
+    def set_aside(self, entry: FeedEntry, exc: BaseException) -> None:
+        code, message = reason_of(exc)
+        set_aside(self.store, entry, code, message, actor=self.actor)
+        self.counts["set_aside"] += 1
+        self.by_code[code] += 1
+        log.warning("receipts: receipt %s set aside: %s", entry.ident, code)  # code only, never text
+
+    def prepare(self, status: PostStatus) -> Any:
+        """The ledger receipt for a readable entry; None if intermediate; raises if odd."""
+        from docpost.ledger import MessageState, Receipt
+
+        state = outcome(status)
+        if state is None:
+            return None
+        receipt = Receipt.of(status, state)
+        message = self.ledger.get(status.message_uuid)
+        if message is None or message.message_uuid != status.message_uuid.strip().lower():
+            raise OddReceipt("unknown-message", "the receipt is for no message in the ledger")
+        current = MessageState(message.state)
+        if current in (MessageState.CANCELLED, MessageState.REJECTED):
+            raise OddReceipt("not-sent", f"the receipt is for message {message.message_uuid}, "
+                                         f"which docpost never sent ({current.value})")
+        return receipt
+
+    def add(self, result: Any) -> None:
+        self.counts.update(applied=result.applied, duplicates=result.duplicates, stale=result.stale)
+        self.pending = result.pending
+
+    def apply(self, batch: list[tuple[FeedEntry, Any]]) -> None:
+        """Apply the page's receipts together; if the ledger refuses that, one by one."""
+        if not batch:
+            return
+        try:
+            self.add(self.ledger.apply_receipts([r for _, r in batch], self.actor))
+            return
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            log.warning("receipts: the ledger refused %d receipts together (%s); applying them one by one",
+                        len(batch), reason_of(exc)[0])
+        for entry, receipt in batch:
+            try:
+                self.add(self.ledger.apply_receipts([receipt], self.actor))
+            except Exception as exc:
+                if is_infrastructure(exc):
+                    raise
+                self.set_aside(entry, exc)
+
+    def settle(self, entries: list[FeedEntry]) -> None:
+        """Every entry applied, counted as intermediate, or set aside; raises on infrastructure."""
+        batch: list[tuple[FeedEntry, Any]] = []
+        for entry in entries:
+            if entry.status is None:
+                self.set_aside(entry, entry.error or ReceiptError("unreadable", "the receipt cannot be read"))
+                continue
+            try:
+                receipt = self.prepare(entry.status)
+            except Exception as exc:
+                if is_infrastructure(exc):
+                    raise
+                self.set_aside(entry, exc)
+                continue
+            if receipt is None:
+                self.counts["intermediate"] += 1
+            else:
+                batch.append((entry, receipt))
+        self.apply(batch)
+
+
+def fetch_and_settle(client: Any, store: Any, ledger: Any, *, actor: str, max_pages: int = 200,
+                     page_size: int | None = None) -> dict:
+    """Fetch receipts after the stored cursor, settle the ledger, set odd ones aside; move the cursor.
+
+    ``client`` is an :class:`~docpost.channels.sf1601.SF1601Client` (``fetch_receipts`` returns a
+    :class:`ReceiptPage`), ``store`` an :class:`~docpost.storage.ObjectStore` (the cursor is kept
+    at :data:`RECEIPTS_CURSOR_KEY`), ``ledger`` a :class:`~docpost.ledger.Ledger`.
+
+    Every receipt of a page is applied to the ledger, counted as intermediate, or set aside with
+    its reason code (:func:`set_aside`): unreadable (``receipt.xml-invalid``, ...), an unknown
+    status (``receipt.unknown-status``), for no message in the ledger
+    (``receipt.unknown-message``) or one never sent (``receipt.not-sent``), refused by the ledger
+    (its code), or any other exception for that one receipt (``internal.<ExceptionType>``). Only
+    then is the cursor stored and acknowledged. Infrastructure trouble (:func:`is_infrastructure`)
+    raises before the cursor moves: the next run fetches the page again (applying is idempotent
+    and a receipt is set aside once).
+
+    Returns ``pages``, ``receipts`` (entries seen), ``applied``, ``duplicates``, ``stale``,
+    ``intermediate``, ``set_aside``, ``set_aside_by_code`` ({code: n}), ``pending`` (receipts in
+    the ledger still waiting for their message, after the last page) and ``cursor``.
+    """
+    ledger.upgrade()
+    cursor = load_cursor(store)
+    feed = _Feed(store, ledger, actor)
+    pages = seen = 0
+    for _ in range(max_pages):
+        page = client.fetch_receipts(cursor) if page_size is None else client.fetch_receipts(cursor, limit=page_size)
+        entries, next_cursor = list(page.entries), page.next_cursor
+        if not entries and next_cursor == cursor:
+            break
+        feed.settle(entries)
+        # every receipt of the page is applied or set aside: only now may the cursor pass them
+        store.put_json(RECEIPTS_CURSOR_KEY, {"cursor": next_cursor})
+        pages, seen = pages + 1, seen + len(entries)
+        if next_cursor is not None:
+            try:
+                client.ack_receipts(next_cursor)
+            except Exception as exc:  # noqa: BLE001 - acking is an optimisation; the stored cursor is ours
+                log.info("receipts: acknowledging cursor %s failed (%s)", next_cursor, reason_of(exc)[0])
+        if next_cursor == cursor or not entries:
+            cursor = next_cursor
+            break
+        cursor = next_cursor
+    out: dict[str, Any] = {"pages": pages, "receipts": seen, **feed.counts}
+    out["pending"] = feed.pending if feed.pending is not None else 0
+    out["set_aside_by_code"] = dict(sorted(feed.by_code.items()))
+    out["cursor"] = cursor
+    return out

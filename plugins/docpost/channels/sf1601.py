@@ -17,7 +17,7 @@ transaction id; the service deduplicates by it). The transaction id is given by 
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError, Unavailable
+from docpost.errors import DocpostError, Unavailable, describe
 
 import base64
 import datetime as dt
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:  # pragma: no cover
-    from docpost.receipts import PostStatus
+    from docpost.receipts import ReceiptPage
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +515,7 @@ class SF1601Client:
             try:
                 return self.send_with_retry(transaction_id, body, **retry)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - a per-item failure must not stop the chunk
-                log.exception("SF1601 send tx %s failed unexpectedly", transaction_id)
+                log.error("SF1601 send tx %s failed unexpectedly: %s", transaction_id, describe(exc, trace=True))
                 error = UnknownOutcome("unexpected", f"unexpected {type(exc).__name__} while sending")
                 return SendOutcome(transaction_id, Outcome.UNKNOWN, 0, error=error)
 
@@ -545,16 +545,17 @@ class SF1601Client:
             raise failure
         return bool(response.json().get("result"))
 
-    def fetch_receipts(self, after_cursor: int | None = None,
-                       limit: int = 500) -> tuple[list[PostStatus], int | None]:
+    def fetch_receipts(self, after_cursor: int | None = None, limit: int = 500) -> ReceiptPage:
         """Receipts after ``after_cursor`` (None: after the last acknowledged one).
 
-        Returns the receipts and the cursor to pass next time. Store that cursor (or call
-        :meth:`ack_receipts`) only after the receipts are processed: a consumer that crashes
-        before that fetches the same receipts again, so nothing is lost. Receipts that cannot
-        be parsed are logged (reason only) and skipped so they cannot block the feed.
+        Returns a :class:`~docpost.receipts.ReceiptPage`: every entry of the page (the parsed
+        receipt, or for one that cannot be read its raw text and the error, so the caller can set
+        it aside) and the cursor to pass next time; it unpacks as ``statuses, next_cursor``.
+        Store that cursor (or call :meth:`ack_receipts`) only after the receipts are processed: a
+        consumer that crashes before that fetches the same receipts again, so nothing is lost.
+        The feed unreachable, or an answer that is no feed page, raises :class:`Retryable`.
         """
-        from docpost.receipts import ReceiptError, parse_post_status
+        from docpost.receipts import ReceiptPage, read_feed_entry
 
         params: dict[str, object] = {"limit": limit}
         if after_cursor is not None:
@@ -567,15 +568,18 @@ class SF1601Client:
         failure = classify_response(response, "receipts")
         if failure is not None:
             raise failure
-        data = response.json()
-        out: list[PostStatus] = []
-        for entry in data.get("receipts", []):
-            try:
-                out.append(parse_post_status(entry["xml"].encode("utf-8")))
-            except (ReceiptError, KeyError, AttributeError) as exc:
-                log.warning("skipping unreadable receipt at cursor %s: %s",
-                            entry.get("cursor"), getattr(exc, "code", type(exc).__name__))
-        return out, data.get("next_cursor", after_cursor)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise Retryable("feed-invalid", "receipts: the feed's answer is not JSON",
+                            status_code=response.status_code) from exc
+        entries = data.get("receipts", []) if isinstance(data, dict) else None
+        next_cursor = data.get("next_cursor", after_cursor) if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not (
+                next_cursor is None or isinstance(next_cursor, int) and not isinstance(next_cursor, bool)):
+            raise Retryable("feed-invalid", "receipts: the feed's answer is not a page of receipts",
+                            status_code=response.status_code)
+        return ReceiptPage([read_feed_entry(entry) for entry in entries], next_cursor)
 
     def ack_receipts(self, cursor: int) -> None:
         """Tell the feed every receipt up to ``cursor`` is processed."""

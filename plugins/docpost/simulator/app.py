@@ -482,8 +482,24 @@ def create_app(state_dir: Path | str | None = None, register_path: Path | str | 
         sim.store.publish_due(time.time())
         cursor = sim.store.acked_cursor() if after is None else after
         rows = sim.store.receipts_after(cursor, max(1, min(limit, 5000)))
-        return {"receipts": [{"cursor": c, "xml": x.decode("utf-8")} for c, x in rows],
+        return {"receipts": [{"cursor": c, "xml": x.decode("utf-8", "replace")} for c, x in rows],
                 "next_cursor": rows[-1][0] if rows else cursor}
+
+    @app.post("/sim/receipts/inject")
+    async def inject(request: Request) -> Response:
+        """Test bench: publish receipts as given (odd ones too) at the end of the feed.
+
+        Body: ``{"receipts": [{"xml": "<any text>", "message_uuid": "..."}, ...]}`` (``xml``
+        may be any text; ``message_uuid`` is only for the simulator's own bookkeeping).
+        Answer: ``{"cursors": [...]}``, the feed cursor of each, in order.
+        """
+        try:
+            items = json.loads(await request.body())["receipts"]
+            rows = [(str(item.get("message_uuid") or ""), item["xml"].encode("utf-8", "surrogatepass"))
+                    for item in items]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return JSONResponse({"error": "body must be {\"receipts\": [{\"xml\": <text>}, ...]}"}, 400)
+        return JSONResponse({"cursors": sim.store.publish_now(time.time(), rows)})
 
     @app.post("/sim/receipts/ack")
     async def ack(request: Request) -> Response:

@@ -57,6 +57,15 @@ class SimulatorHandle:
             response.raise_for_status()
             return response.json()
 
+    def inject_receipts(self, receipts: list[bytes | str]) -> list[int]:
+        """Publish these raw receipts (odd ones too) at the end of the feed; their cursors."""
+        body = {"receipts": [{"xml": r.decode("utf-8", "replace") if isinstance(r, bytes) else r}
+                             for r in receipts]}
+        with self.http() as client:
+            response = client.post("/sim/receipts/inject", json=body)
+            response.raise_for_status()
+            return response.json()["cursors"]
+
     def __enter__(self) -> SimulatorHandle:
         return self
 

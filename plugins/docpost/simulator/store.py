@@ -151,6 +151,19 @@ class Store:
             self.db.executemany("DELETE FROM pending_receipts WHERE id = ?", [(i,) for i, _, _ in rows])
         return len(rows)
 
+    def publish_now(self, now: float, receipts: list[tuple[str, bytes]]) -> list[int]:
+        """Publish these (message UUID, raw receipt) at the end of the feed, after everything
+        already due; returns their cursors (tests inject odd receipts this way)."""
+        self.publish_due(now)
+        cursors = []
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for message_uuid, xml in receipts:
+                cur = self.db.execute("INSERT INTO receipts (message_uuid, xml, published_at) VALUES (?, ?, ?)",
+                                      (message_uuid, xml, now))
+                cursors.append(cur.lastrowid)
+        return cursors
+
     def receipts_after(self, cursor: int, limit: int) -> list[tuple[int, bytes]]:
         rows = self.db.execute("SELECT cursor, xml FROM receipts WHERE cursor > ? ORDER BY cursor"
                                " LIMIT ?", (cursor, limit)).fetchall()
