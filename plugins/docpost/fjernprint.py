@@ -247,6 +247,19 @@ def _structured_address(address: model.PostalAddress) -> dict[str, str] | None:
     return {"building": building, "floor": floor}
 
 
+def check_print_address(address: model.PostalAddress | None) -> list[str]:
+    """The address lines of a printed letter; :class:`ForsendelseInputError` if it has none or
+    they do not fit print (an address DKCC's fields cannot hold: at most 6 lines of 34 characters)."""
+    if address is None:
+        raise ForsendelseInputError("the recipient has no postal address to print")
+    lines = address.lines()
+    if _structured_address(address) is None and (len(lines) > 6 or any(len(line) > 34 for line in lines)):
+        raise ForsendelseInputError(
+            "the recipient address does not fit a printed letter (at most 6 lines of 34 characters)"
+        )
+    return lines
+
+
 def _modtager_adresse(parent: etree._Element, recipient: model.Recipient) -> None:
     address = recipient.address
     assert address is not None
@@ -269,11 +282,7 @@ def _modtager_adresse(parent: etree._Element, recipient: model.Recipient) -> Non
         if address.post_office_box:
             _sub(adr, f"{{{NS_DKCC2005_2}}}PostOfficeBoxIdentifier", address.post_office_box)
     else:
-        lines = address.lines()
-        if len(lines) > 6 or any(len(line) > 34 for line in lines):
-            raise ForsendelseInputError(
-                "the recipient address does not fit a printed letter (at most 6 lines of 34 characters)"
-            )
+        lines = check_print_address(address)
         names = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth")
         for name, line in zip(names, lines, strict=False):
             _sub(adr, f"{{{NS_DKCC2005_3}}}PostalAddress{name}LineText", line)

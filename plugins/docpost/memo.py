@@ -261,8 +261,20 @@ _FORBIDDEN_IN_FILENAME = re.compile(
 )
 
 
+def _label(text: str | None, limit: int = 256) -> str | None:
+    """A MeMo label (at most 256 characters): shortened with an ellipsis where it is longer."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
+
+
 def safe_filename(name: str, suffix: str = ".pdf", limit: int = 120) -> str:
-    """A filename Digital Post accepts: no ``<>:"/\\|?*``, line breaks or unusual spaces."""
+    """A filename Digital Post accepts: no ``<>:"/\\|?*``, line breaks, unusual spaces, invisible
+    (soft hyphen, joiners) or private-use characters."""
+    import unicodedata
+
+    name = "".join("" if unicodedata.category(ch) == "Cf" else "_" if unicodedata.category(ch) in ("Co", "Cs", "Cn")
+                   else ch for ch in name)
     stem = _FORBIDDEN_IN_FILENAME.sub("_", name).strip(" ._") or "dokument"
     if suffix and stem.lower().endswith(suffix.lower()):
         stem = stem[: -len(suffix)].rstrip(" ._") or "dokument"
@@ -333,7 +345,7 @@ def _recipient(header: etree._Element, letter: OutboundLetter) -> None:
     parts: list[tuple[str, list[tuple[str, str | None]]]] = []
     if att.person_id or att.line:
         parts.append((f"{_M}AttentionPerson", [(f"{_M}personID", att.person_id),
-                                               (f"{_M}label", att.line)]))
+                                               (f"{_M}label", _label(att.line))]))
     if att.production_unit_number:
         parts.append((f"{{{NS_GRD}}}ProductionUnit", [
             (f"{{{NS_GRD}}}productionUnitNumber", att.production_unit_number),

@@ -529,6 +529,22 @@ def _letter_pdf(ref: MessageRef, message, submission: Submission, stamp_result) 
     )
 
 
+def _check_paper(sub: Submission, stamp_result, pdf: bytes) -> None:
+    """A letter that may be printed must be printable before it is sent (so that a problem is a
+    rejection with a report, not a failure at delivery): its address fits print and a supplied PDF
+    gets its cover page where it needs one."""
+    from docpost.fjernprint import check_print_address
+    from docpost.model import ChannelWish, FileRole
+    from docpost.rendering import printed_copy
+
+    if sub.manifest.channel_wish is ChannelWish.DIGITAL:
+        return
+    if sub.manifest.main_file.role is FileRole.MAIN:
+        printed_copy(sub, stamp_result.letterhead, pdf, [], window_policy=config.settings().window_content)
+    if sub.manifest.recipient.address is not None:  # none: the print service looks it up (auto)
+        check_print_address(sub.manifest.recipient.address)
+
+
 def _put_each(st: ObjectStore, run: StageRun, items: list[tuple[MessageRef, bytes]]) -> list[tuple[MessageRef, str]]:
     """Store each rendered PDF (in parallel); a failed write is that letter's trouble, sorted by the run."""
     def put(item):
@@ -557,11 +573,14 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     st, profiles = store(), _profiles()
 
     def work(ref: MessageRef, message, sub: Submission) -> bytes:
+        result = stamp(sub, profiles)
         try:
-            return _letter_pdf(ref, message, sub, stamp(sub, profiles))
+            pdf = _letter_pdf(ref, message, sub, result)
+            _check_paper(sub, result, pdf)
         except RenderError as exc:  # reported against the main document
             exc.file = sub.manifest.main_file.name
             raise
+        return pdf
 
     def body(run: StageRun) -> dict:
         stored = _put_each(st, run, run.each(work))

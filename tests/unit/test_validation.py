@@ -300,3 +300,19 @@ def test_a_listing_that_understates_a_size_still_never_reads_past_the_limit(tmp_
 
     report = validation.validate(Lying())
     assert report.codes == ["files.too-large"] and report.issues[0].file == "brev.xml"
+
+
+def test_a_blank_name_and_a_date_python_cannot_hold_are_refused_not_crashed_on(tmp_path):
+    blank = copy(CITIZEN, tmp_path, "blank")
+    text = (blank / "manifest.xml").read_text("utf-8")
+    start = text.index("<Name>") + len("<Name>")
+    (blank / "manifest.xml").write_text(text[:start] + "   " + text[text.index("</Name>"):], "utf-8")
+    assert validation.validate(validation.LocalSubmission(blank)).codes == ["schema.invalid-value"]
+    for n, date in enumerate(("10000-01-01", "-0001-01-01", "2026-02-30")):
+        late = copy(CITIZEN, tmp_path, f"d{n}")
+        edit(late / "manifest.xml", "  <CaseReference>", f"  <DoNotDeliverUntilDate>{date}</DoNotDeliverUntilDate>\n  <CaseReference>")
+        report = validation.validate(validation.LocalSubmission(late))  # raised ValueError for the first two
+        assert report.codes == ["schema.invalid-value"], (date, report.codes)
+    fine = copy(CITIZEN, tmp_path, "fine")
+    edit(fine / "manifest.xml", "  <CaseReference>", "  <DoNotDeliverUntilDate>2026-02-28</DoNotDeliverUntilDate>\n  <CaseReference>")
+    assert validation.validate(validation.LocalSubmission(fine)).submission.manifest.not_before == dt.date(2026, 2, 28)

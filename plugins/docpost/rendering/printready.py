@@ -370,9 +370,15 @@ def check_print_ready(pdf: bytes, layout: PageLayout | None = None, max_pages: i
     near_window = _grow(layout.address_field, layout.window_clearance).to_pdf()
     safe = layout.safe_margin * mm
     for number, page in enumerate(pages, start=1):
-        x0, y0, x1, y1 = (float(v) for v in page.cropbox)
+        try:  # a damaged page dictionary (a /Rotate that is no number, a box that is no box)
+            x0, y0, x1, y1 = (float(v) for v in page.cropbox)
+            rotate = int(page.get("/Rotate", 0) or 0)
+        except (ValueError, TypeError, KeyError) as exc:
+            issues.append(PrintIssue("print.unreadable", f"The page's size or rotation cannot be read ({type(exc).__name__}).",
+                                     page=number))
+            continue
         w, h = x1 - x0, y1 - y0
-        if int(page.get("/Rotate", 0) or 0) % 180 == 90:
+        if rotate % 180 == 90:
             w, h = h, w
         portrait_a4 = abs(w - PAGE_WIDTH) <= A4_TOLERANCE and abs(h - PAGE_HEIGHT) <= A4_TOLERANCE
         landscape_a4 = abs(w - PAGE_HEIGHT) <= A4_TOLERANCE and abs(h - PAGE_WIDTH) <= A4_TOLERANCE
