@@ -362,25 +362,52 @@ def test_manual_assignment_by_cli_mails_and_records_who(world, capsys):
     assert waiting.state == "MANUAL" and store.payload(waiting) is not None
 
 
-def test_mail_server_down_keeps_messages_unacknowledged_until_it_is_back(world, monkeypatch):
+def test_mail_server_down_acknowledges_nothing_new_until_it_is_back(world, monkeypatch):
+    """Infrastructure trouble stops the pass: nothing more is acknowledged, nothing made final;
+    the pass fails (the task is retried) and a later pass does the rest."""
     from conftest import free_port
 
     from docpost.replies import process_inbound
+    from docpost.replies.errors import MailUnavailable
     from docpost.replies.store import ReplyStore
 
     sim, sink, led, _, _ = world
     items = generate(sim, {"new": 3, "unknown_original": 1}, seed=53)["generated"]
+    news = [i["id"] for i in items if i["kind"] == "new"]
     monkeypatch.setenv("DOCPOST_SMTP_PORT", str(free_port()))  # nothing listens there
-    down = process_inbound("test:smtp-down", today=TODAY)
-    assert down["mail_failed"] == 1 and not down.get("mailed")  # gave up after the first
-    assert down["routed"] == 3 and down["manual"] == 1
-    stats = sim.get("/sim/inbound/stats")
-    assert stats["pending"] == 3  # the routed ones wait; the manual one is acknowledged
+    with pytest.raises(MailUnavailable):
+        process_inbound("test:smtp-down", today=TODAY)
+    assert sim.get("/sim/inbound/stats")["pending"] == len(items)  # not one acknowledged
     store = ReplyStore(led)
-    assert {store.get(i["id"]).state for i in items if i["kind"] == "new"} == {"ROUTED"}
+    assert [(r.inbound_id, r.state) for r in store.records()] == [(news[0], "ROUTED")]  # nothing final
+    assert store.mail(store.get(news[0])).state == "sending"
 
     monkeypatch.setenv("DOCPOST_SMTP_PORT", str(sink.port))
     up = process_inbound("test:smtp-up", today=TODAY)
     assert up["mailed"] == 3 and sim.get("/sim/inbound/stats")["pending"] == 0
     assert Counter(m.message_id for m in sink.messages()).most_common(1)[0][1] == 1
-    assert {store.get(i["id"]).state for i in items if i["kind"] == "new"} == {"MAILED"}
+    assert {store.get(i).state for i in news} == {"MAILED"}
+    assert up["received"] == 3 and up["redelivered"] == 1  # the routed one was recorded before
+
+
+def test_poison_corpus_mixed_into_a_night_of_replies(world):
+    """The odd inbound messages of tests/poison/inbound.py among the citizens' ordinary answers:
+    each ends mailed safely or in the manual queue with its code, the ordinary ones are mailed,
+    everything handled is acknowledged, and no stored mail carries an injected header."""
+    from poison.inbound import acked_ids, check, inject, raw_mail_problems
+
+    from docpost.replies import manual_queue, process_inbound
+
+    sim, sink, led, _, _ = world
+    generated = generate(sim, COUNTS, seed=61)["generated"]
+    injected = inject(sim)
+    result = process_inbound("test:poison-night", today=TODAY)
+    assert result["pulled"] == result["acked"] == len(generated) + len(injected)
+    assert check(injected, mails=sink.messages(), ledger=led) == []
+    assert raw_mail_problems(sink.directory) == []
+    assert all(acked_ids(sim, "").values()) and sim.get("/sim/inbound/stats")["pending"] == 0
+    mails = by_inbound_id(sink)
+    assert all(len(mails.get(i["id"], [])) == (i["kind"] in ROUTABLE) for i in generated)
+    queue = {r.inbound_id: r.reason_code for r in manual_queue()}
+    assert all(queue[i["id"]] == MANUAL_REASON[i["kind"]] for i in generated if i["kind"] not in ROUTABLE)
+    assert not sink.duplicates()

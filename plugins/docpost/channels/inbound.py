@@ -3,6 +3,9 @@
 A receiving system pulls: ``GET /sim/inbound?limit=N`` lists pending messages (id and MeMo),
 ``POST /sim/inbound/{id}/ack`` acknowledges one once it is processed. What is not acknowledged
 is delivered again on the next pull. Same mutual-TLS settings as :mod:`docpost.channels.sf1601`.
+
+The service's ids are untrusted text: an id is sent back percent-encoded as one path segment, so
+no id can point an acknowledgement at another path or message.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from docpost.errors import DocpostError, Unavailable
 import base64
 import binascii
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 
@@ -88,14 +92,22 @@ class InboundClient:
     def pull(self, limit: int = 50) -> list[InboundItem]:
         """The oldest pending messages (at most ``limit``)."""
         data = self._call("GET", "/sim/inbound", params={"limit": limit})
+        if not isinstance(data, dict) or not isinstance(data.get("messages", []), list):
+            raise InboundProtocolError("the inbound endpoint answered without a list of messages")
         items = []
         for entry in data.get("messages", []):
             try:
-                items.append(InboundItem(str(entry["id"]), base64.b64decode(entry["memo"], validate=True)))
+                inbound_id = entry["id"]
+                if not isinstance(inbound_id, (str, int)) or isinstance(inbound_id, bool) or str(inbound_id) == "":
+                    raise TypeError("no usable id")
+                items.append(InboundItem(str(inbound_id), base64.b64decode(entry["memo"], validate=True)))
             except (KeyError, TypeError, binascii.Error, ValueError):
                 raise InboundProtocolError("a pulled message has no id or no base64 MeMo") from None
         return items
 
     def ack(self, inbound_id: str) -> None:
         """Acknowledge one processed message (acknowledging twice is harmless)."""
-        self._call("POST", f"/sim/inbound/{inbound_id}/ack")
+        segment = quote(str(inbound_id), safe="")
+        if segment in (".", ".."):  # a dot segment would be resolved away: ../ack is another path
+            segment = segment.replace(".", "%2E")
+        self._call("POST", f"/sim/inbound/{segment}/ack")

@@ -31,6 +31,10 @@ _EXPORTS = {
     "AssignRefused": "docpost.replies.errors",
     "UnknownInbound": "docpost.replies.errors",
     "MailError": "docpost.replies.errors",
+    "MailUnavailable": "docpost.replies.errors",
+    "MailRefused": "docpost.replies.errors",
+    "MailUnsafe": "docpost.replies.errors",
+    "MailTooLarge": "docpost.replies.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -57,3 +57,16 @@ class MailRefused(MailError):
     """The SMTP server refused the mail permanently (e.g. unknown recipient)."""
 
     code = "mail.refused"
+
+
+class MailUnsafe(MailError):
+    """A value of the mail (a header, a file name, an address) that cannot be made safe: refused,
+    never sent. The message goes to the manual queue with this code."""
+
+    code = "mail.unsafe-header"
+
+
+class MailTooLarge(MailError):
+    """The mail would be larger than the mail server takes (``DOCPOST_MAIL_MAX_BYTES``)."""
+
+    code = "mail.too-large"

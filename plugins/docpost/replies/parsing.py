@@ -132,7 +132,9 @@ def parse_inbound(data: bytes) -> InboundMessage:
         emne = legacy_number(extra.get("emne"))
         postkasse = extra.get("postkasse")
         if emne is not None:
-            legacy = (int(postkasse) if postkasse and postkasse.isdigit() else None, emne[1])
+            legacy = (int(postkasse) if postkasse and len(postkasse) <= 9 and postkasse.isascii()
+                      and postkasse.isdigit() else None,
+                      emne[1])
     body = root.find(f"{_M}MessageBody")
     documents: list[Attachment] = []
     text = ""

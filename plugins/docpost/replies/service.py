@@ -2,36 +2,56 @@
 
 Nothing is lost and nothing is mailed twice when a pass dies anywhere:
 
-- a pulled message is acknowledged only after it is recorded, routed and (if routed) mailed;
-  until then the service delivers it again and the pass finds it already recorded;
+- a pulled message is acknowledged only once it is *handled*: mailed (``MAILED``) or in the
+  manual queue (``MANUAL``). Recorded or routed is not enough; until then the service delivers it
+  again and the pass finds it already recorded;
 - a mail is recorded ``sending`` (with its deterministic Message-ID) before the SMTP send and
   ``sent`` after; the next pass sends what is still ``sending`` again with the same Message-ID
   and Date (only a death between the server's ``250`` and the record can repeat a mail, RFC
   1047; the repeat is the same mail, which the mailbox store drops as a duplicate delivery:
   see docs/reply-routing.md).
+
+One message's trouble stays its own (fault isolation):
+
+- infrastructure trouble (:class:`~docpost.errors.Unavailable`: the mail server, the inbound
+  service; a configuration error; any database error) is nobody's message's fault: the pass stops
+  at once, acknowledges nothing more, makes no message final, and raises, so that the task fails
+  and Airflow retries it;
+- anything else that goes wrong with one message (it cannot be read, routed or composed: a
+  :class:`~docpost.errors.DocpostError` with its code, or any other exception as
+  ``internal.<ExceptionType>``) puts that message in the manual queue with the code, and the pass
+  goes on with the others. Of a non-docpost exception only its type is logged or stored
+  (:func:`docpost.errors.describe`), never its text: it may quote the citizen's message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import logging
+import re
 from collections import Counter
 from functools import lru_cache
 
 from docpost import config
+from docpost.errors import ConfigurationError, DocpostError, Unavailable, describe, internal_code
 from docpost.ledger import Ledger, MessageState, ledger_at
 from docpost.ledger.engine import resolve_url
 from docpost.replies.errors import (AssignRefused, InboundHostile, InboundRejected, MailError,
-                                    MailUnavailable)
+                                    MailUnavailable, ReplyError, UnknownInbound)
 from docpost.replies.parsing import InboundMessage, parse_inbound
 from docpost.replies.routing import ROUTED as OUTCOME_ROUTED
 from docpost.replies.routing import RULE_MANUAL, Decision, Original, Routing, route
-from docpost.replies.store import MAILED, MANUAL, RECEIVED, ROUTED, SENT, InboundRecord, ReplyStore
+from docpost.replies.store import (MAILED, MANUAL, RECEIVED, ROUTED, SENT, InboundRecord,
+                                   ReplyStore)
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50  # messages per pull
 MAX_BATCHES = 200  # pulls per pass (a pass is bounded; the next one continues)
+HANDLED = (MAILED, MANUAL)  # the only states in which a message is acknowledged
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,49}$")  # short enough for one header line
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -69,6 +89,31 @@ def find_original(led: Ledger):  # noqa: ANN201
     return lookup
 
 
+def is_infrastructure(exc: BaseException) -> bool:
+    """Trouble that is not one message's: stop the pass, acknowledge nothing more, retry later.
+
+    :class:`Unavailable` (mail server, inbound service), :class:`ConfigurationError`, and any
+    database error (a dropped connection, a pool timeout, a refused write): a message that cannot
+    be recorded cannot be queued either, so it must not be acknowledged.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(exc, (Unavailable, ConfigurationError, SQLAlchemyError))
+
+
+def _code_of(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, DocpostError) else internal_code(exc)
+
+
+def inbound_key(service_id: str) -> str:
+    """The id a pulled message is recorded under: the service's own when it is a plain token of
+    at most 50 characters (a UUID, ``in-<uuid>``), else ``sha256:`` and 40 hex digits of its
+    digest (an odd id never breaks a record, a header or the ``replies`` commands)."""
+    if _SAFE_ID.match(service_id):
+        return service_id
+    return "sha256:" + hashlib.sha256(service_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
 class _Context:
     """What one pass or one assignment works with."""
 
@@ -82,7 +127,6 @@ class _Context:
         self._own_transport = transport is None
         self.today = today or _today()
         self.lease = config.settings().claim_lease_seconds
-        self.mail_down = False
 
     @property
     def transport(self):  # noqa: ANN201
@@ -101,23 +145,44 @@ class _Context:
 
 
 def _record_and_route(ctx: _Context, inbound_id: str, memo: bytes, actor: str, counts: Counter) -> InboundRecord:
-    """Record a pulled message (once) and route it (once)."""
+    """Record a pulled message (once) and route it (once); what cannot be read or routed goes to
+    the manual queue with its code."""
     message: InboundMessage | None = None
-    rejected: InboundRejected | None = None
+    rejected: tuple[str, str] | None = None
+    keep = True
     try:
         message = parse_inbound(memo)
-    except InboundRejected as exc:
-        rejected = exc
-    record, created = ctx.store.receive(inbound_id, memo, keep_payload=not isinstance(rejected, InboundHostile))
+    except Exception as exc:  # noqa: BLE001 - one message's trouble stays its own
+        if is_infrastructure(exc):
+            raise
+        if isinstance(exc, InboundRejected):
+            rejected, keep = (exc.code, exc.message), not isinstance(exc, InboundHostile)
+        else:
+            log.warning("inbound %s could not be read: %s", inbound_id, describe(exc))
+            rejected = (internal_code(exc), f"the message could not be read ({describe(exc)})")
+    record, created = ctx.store.receive(inbound_id, memo, keep_payload=keep)
     counts["received" if created else "redelivered"] += 1
     if record.state != RECEIVED:
         return record
     if rejected is not None:
-        done = ctx.store.decide(record, None, actor, rejected=(rejected.code, rejected.message),
-                                facts={"kind": "unreadable"})
+        done = ctx.store.decide(record, None, actor, rejected=rejected, facts={"kind": "unreadable"})
     else:
-        routing = route(message, ctx.hierarchy, find_original(ctx.ledger), ctx.today)
-        done = ctx.store.decide(record, routing, actor, facts=ctx.store.facts_of(message))
+        try:
+            facts = ctx.store.facts_of(message)
+        except Exception as exc:  # noqa: BLE001
+            if is_infrastructure(exc):
+                raise
+            facts = {"kind": "unreadable"}  # an assignment takes the facts anew
+        try:
+            routing = route(message, ctx.hierarchy, find_original(ctx.ledger), ctx.today)
+        except Exception as exc:  # noqa: BLE001
+            if is_infrastructure(exc):
+                raise
+            log.warning("inbound %s could not be routed: %s", inbound_id, describe(exc))
+            done = ctx.store.decide(record, None, actor, rule="route", facts=facts,
+                                    rejected=(internal_code(exc), f"routing failed ({describe(exc)})"))
+        else:
+            done = ctx.store.decide(record, routing, actor, facts=facts)
     record = ctx.store.get(inbound_id)
     if done:
         counts["routed" if record.state == ROUTED else "manual"] += 1
@@ -132,21 +197,13 @@ def _original_of(record: InboundRecord) -> Original | None:
     return Original(record.original_message_uuid, record.original_case_number, None, None, None)
 
 
-def _mail(ctx: _Context, record: InboundRecord, actor: str, counts: Counter, memo: bytes | None = None) -> None:
-    """Mail a routed message to its functional mailbox, at most once (see module docstring)."""
-    from docpost.replies.mail import compose, mail_address, message_id_for
+def _compose(ctx: _Context, record: InboundRecord, mail, address: str, memo: bytes | None):  # noqa: ANN001, ANN202
+    from docpost.replies.mail import compose
 
-    if record.state != ROUTED or ctx.mail_down:
-        return
-    address = mail_address(record.mailbox)
-    mail, status = ctx.store.claim_mail(record, message_id_for(record.inbound_id), address, ctx.lease)
-    if status == "sent":
-        counts["mail_already_sent"] += 1
-        return
-    if status == "busy":
-        counts["mail_busy"] += 1
-        return
     memo = memo if memo is not None else ctx.store.payload(record)
+    if memo is None:
+        raise ReplyError(f"the content of inbound message {record.inbound_id} was not kept",
+                         code="mail.no-content")
     message = parse_inbound(memo)
     emne = ctx.hierarchy.emne(record.emne_id)
     postkasse = ctx.hierarchy.postkasse(emne.postkasse_id) if emne else None
@@ -154,26 +211,114 @@ def _mail(ctx: _Context, record: InboundRecord, actor: str, counts: Counter, mem
         from docpost.hierarchy import Emne
 
         emne = Emne(record.emne_id or 0, 0, f"Emne {record.emne_id}", record.mailbox, "")
-    email = compose(inbound_id=record.inbound_id, message=message, emne=emne,
-                    postkasse_label=postkasse.label if postkasse else None,
-                    original=_original_of(record), rule=record.rule, assigned_by=record.assigned_by,
-                    memo=memo, sender=ctx.transport.settings.sender, address=address,
-                    mailbox=record.mailbox, date=mail.created_at)
+    return compose(inbound_id=record.inbound_id, message=message, emne=emne,
+                   postkasse_label=postkasse.label if postkasse else None,
+                   original=_original_of(record), rule=record.rule, assigned_by=record.assigned_by,
+                   memo=memo, sender=ctx.transport.settings.sender, address=address,
+                   mailbox=record.mailbox, date=mail.created_at)
+
+
+def _to_manual(ctx: _Context, record: InboundRecord, mail, actor: str, counts: Counter,  # noqa: ANN001
+               code: str, text: str, rule: str) -> None:
+    """A routed message that cannot be mailed: its mail is not sent, the message waits in the
+    manual queue with ``code`` (``assign`` mails it anew)."""
+    if mail is not None:
+        ctx.store.mail_failed(mail, code)
+    if ctx.store.decide(record, None, actor, rejected=(code, text), expect_states=(ROUTED,), rule=rule):
+        counts[f"manual:{code}"] += 1
+
+
+def _mail(ctx: _Context, record: InboundRecord, actor: str, counts: Counter, memo: bytes | None = None) -> None:
+    """Mail a routed message to its functional mailbox, at most once (see module docstring).
+
+    A mail that cannot be composed (any exception: the message's own trouble) or that the server
+    refuses for good sends the message to the manual queue; :class:`MailUnavailable` (and any
+    other infrastructure error) is raised, the message staying routed for a later pass.
+    """
+    from docpost.replies.mail import mail_address, message_id_for
+
+    if record.state != ROUTED:
+        return
+    address = mail_address(record.mailbox or "")
+    mail, status = ctx.store.claim_mail(record, message_id_for(record.inbound_id), address, ctx.lease)
+    if status == "sent":
+        counts["mail_already_sent"] += 1
+        return
+    if status == "busy":
+        counts["mail_busy"] += 1
+        return
+    try:
+        email = _compose(ctx, record, mail, address, memo)
+    except Exception as exc:  # noqa: BLE001 - one message's trouble stays its own
+        if is_infrastructure(exc):
+            with contextlib.suppress(Exception):  # free the claim if the database still answers
+                ctx.store.mail_failed(mail, _code_of(exc))
+            raise
+        code = _code_of(exc)
+        log.warning("mail for inbound %s not composed: %s", record.inbound_id, describe(exc))
+        counts["compose_failed"] += 1
+        text = exc.message if isinstance(exc, DocpostError) else f"the mail could not be composed ({describe(exc)})"
+        _to_manual(ctx, record, mail, actor, counts, code, text, "mail")
+        return
     try:
         ctx.transport.send(email, [address])
     except MailError as exc:
         ctx.store.mail_failed(mail, exc.code)
-        counts["mail_failed"] += 1
         log.warning("mail for inbound %s not sent: %s", record.inbound_id, exc)
         if isinstance(exc, MailUnavailable):
-            ctx.mail_down = True  # no point trying the rest now; the next pass retries
-        else:
-            ctx.store.decide(record, None, actor, rejected=(exc.code, exc.message),
-                             expect_states=(ROUTED,), rule="mail")
-            counts[f"manual:{exc.code}"] += 1
+            counts["mail_failed"] += 1
+            raise  # the next pass retries; the message stays routed and unacknowledged
+        counts["mail_refused"] += 1  # the message's own: queued, the pass goes on
+        ctx.store.decide(record, None, actor, rejected=(exc.code, exc.message),
+                         expect_states=(ROUTED,), rule="mail")
+        counts[f"manual:{exc.code}"] += 1
         return
     ctx.store.mail_sent(record, mail)
     counts["mailed"] += 1
+
+
+def _after_bug(ctx: _Context, inbound_id: str, exc: BaseException, actor: str, counts: Counter) -> InboundRecord | None:
+    """A message whose handling failed outside the guarded steps (a bug): put it in the manual
+    queue with ``internal.<ExceptionType>`` if it was recorded and is not mailed; None if it was
+    never recorded (then it is not acknowledged and comes again)."""
+    try:
+        record = ctx.store.get(inbound_id)
+    except UnknownInbound:
+        return None
+    if record.state in (RECEIVED, ROUTED):
+        mail = ctx.store.mail(record)
+        if mail is not None and mail.state == SENT:
+            return ctx.store.get(inbound_id)
+        code = internal_code(exc)
+        if mail is not None:
+            ctx.store.mail_failed(mail, code)
+        if ctx.store.decide(record, None, actor, rejected=(code, f"handling failed ({describe(exc)})"),
+                            expect_states=(RECEIVED, ROUTED), rule="pass"):
+            counts[f"manual:{code}"] += 1
+    return ctx.store.get(inbound_id)
+
+
+def _handle(ctx: _Context, inbound_id: str, memo: bytes | None, actor: str, counts: Counter,
+            *, record: InboundRecord | None = None) -> InboundRecord | None:
+    """Record, route and mail one message; its own trouble never escapes (infrastructure does)."""
+    try:
+        if record is None:
+            record = _record_and_route(ctx, inbound_id, memo, actor, counts)
+        _mail(ctx, record, actor, counts, memo=memo)
+        return ctx.store.get(inbound_id)
+    except Exception as exc:  # noqa: BLE001
+        if is_infrastructure(exc):
+            raise
+        counts["failed"] += 1
+        log.warning("inbound %s: handling failed: %s", inbound_id, describe(exc))
+        failure = exc
+    try:
+        return _after_bug(ctx, inbound_id, failure, actor, counts)
+    except Exception as again:  # noqa: BLE001
+        if is_infrastructure(again):
+            raise
+        log.warning("inbound %s left for a later pass: %s", inbound_id, describe(again))
+        return None
 
 
 # --------------------------------------------------------------------------- the pass
@@ -184,41 +329,62 @@ def process_inbound(actor: str, *, batch_size: int = BATCH_SIZE, max_batches: in
                     hierarchy=None, today: dt.date | None = None) -> dict:  # noqa: ANN001
     """One pass: mail what an earlier pass left unsent, then pull until empty (bounded).
 
+    A message is acknowledged only when it is handled: mailed or in the manual queue. Its own
+    trouble puts it in the manual queue and the pass goes on; infrastructure trouble
+    (:func:`is_infrastructure`) stops the pass at once and is raised (the task fails and is
+    retried), acknowledging nothing more. An acknowledgement the service refuses (not
+    unavailable) does not stop the others; the first such error is raised at the end.
+
     Returns counts (``received``, ``redelivered``, ``routed``, ``manual``, ``manual:<reason>``,
-    ``mailed``, ``mail_failed``, ``acked``, ...): small enough for XCom.
+    ``mailed``, ``mail_refused``, ``compose_failed``, ``failed``, ``acked``, ``unacked``, ...):
+    small enough for XCom.
     """
     from docpost.channels.inbound import InboundClient
 
     ctx = _Context(ledger, hierarchy, transport, today)
     own_client = client is None
-    client = client or InboundClient.from_settings()
     counts: Counter = Counter()
+    ack_error: Exception | None = None
     try:
+        client = client or InboundClient.from_settings()
         for record in ctx.store.unmailed(limit=batch_size * max_batches):
-            _mail(ctx, record, actor, counts)
+            _handle(ctx, record.inbound_id, None, actor, counts, record=record)
         seen: set[str] = set()
         for _ in range(max_batches):
             items = client.pull(batch_size)
             fresh = [i for i in items if i.id not in seen]
             if not fresh:
-                break  # empty, or only messages whose ack failed: the next pass retries them
+                break  # empty, or only messages left for a later pass
             counts["pulled"] += len(fresh)
             for item in fresh:
                 seen.add(item.id)
-                record = _record_and_route(ctx, item.id, item.memo, actor, counts)
-                _mail(ctx, record, actor, counts, memo=item.memo)
-                record = ctx.store.get(item.id)
-                if record.state == ROUTED and ctx.mail_down:
-                    continue  # recorded; mailed and acknowledged by a later pass
-                client.ack(item.id)
+                record = _handle(ctx, inbound_key(item.id), item.memo, actor, counts)
+                if record is None or record.state not in HANDLED:
+                    counts["unacked"] += 1  # delivered again; a later pass finishes it
+                    continue
+                try:
+                    client.ack(item.id)
+                except DocpostError as exc:
+                    if is_infrastructure(exc):
+                        raise
+                    counts["ack_failed"] += 1
+                    ack_error = ack_error or exc
+                    log.warning("inbound %s not acknowledged: %s", record.inbound_id, exc)
+                    continue
                 counts["acked"] += 1
+    except Exception as exc:
+        log.warning("reply routing pass stopped (%s), nothing more acknowledged: %s",
+                    describe(exc), dict(counts))
+        raise
     finally:
         ctx.close()
-        if own_client:
+        if own_client and client is not None:
             client.close()
     result = dict(counts)
     result.setdefault("pulled", 0)
     log.info("reply routing pass: %s", result)
+    if ack_error is not None:
+        raise ack_error
     return result
 
 
@@ -249,8 +415,10 @@ def assign(inbound_id: str, emne_id: int, actor: str, *, transport=None,  # noqa
             raise AssignRefused(f"inbound message {inbound_id} was refused as hostile; its content was not kept")
         try:
             message = parse_inbound(memo)
-        except InboundRejected as exc:
-            raise AssignRefused(f"inbound message {inbound_id} cannot be read ({exc.code}); "
+        except Exception as exc:  # noqa: BLE001
+            if is_infrastructure(exc):
+                raise
+            raise AssignRefused(f"inbound message {inbound_id} cannot be read ({_code_of(exc)}); "
                                 "ask the sender to write again") from None
         if mail is not None and record.state == MANUAL:
             ctx.store.drop_mail(mail)  # refused by the server earlier: a new address now
@@ -266,10 +434,15 @@ def assign(inbound_id: str, emne_id: int, actor: str, *, transport=None,  # noqa
                                 f"(state {record.state})")
         record = ctx.store.get(inbound_id)
         counts: Counter = Counter()
-        _mail(ctx, record, actor, counts, memo=memo)
-        if counts["mail_failed"]:
-            log.warning("inbound %s assigned; its mail is retried by the next pass", inbound_id)
-        return ctx.store.get(inbound_id)
+        try:
+            _mail(ctx, record, actor, counts, memo=memo)
+        except MailUnavailable as exc:
+            log.warning("inbound %s assigned; its mail is retried by the next pass: %s", inbound_id, exc)
+        record = ctx.store.get(inbound_id)
+        if record.state == MANUAL:  # refused by the server, or the mail could not be composed
+            raise AssignRefused(f"inbound message {inbound_id} was assigned to Emne {emne.id}, but its "
+                                f"mail cannot be sent ({record.reason_code}); it waits in the manual queue")
+        return record
     finally:
         ctx.close()
 

@@ -135,7 +135,8 @@ class ReplyStore:
             "received_at": now, "updated_at": now,
         }
         with self._write() as conn:
-            created = conn.execute(self._insert(inbound).values(**row)).rowcount == 1
+            # RETURNING: a row only when this insert made it (rowcount is -1 under psycopg here)
+            created = conn.execute(self._insert(inbound).values(**row).returning(inbound.c.id)).first() is not None
         return self.get(inbound_id), created
 
     def payload(self, record: InboundRecord) -> bytes | None:
@@ -170,7 +171,7 @@ class ReplyStore:
         found = list(extra)
         if rejected is not None:
             code, text = rejected
-            values.update(state=MANUAL, reason_code=code, reason_text=scrub(text)[:2000], rule=rule)
+            values.update(state=MANUAL, reason_code=code[:64], reason_text=scrub(text)[:2000], rule=rule[:32])
             found.append(Decision(rule, "manual", code, detail=text))
         else:
             assert routing is not None
@@ -193,8 +194,8 @@ class ReplyStore:
             if done.rowcount != 1:
                 return False
             conn.execute(decisions.insert(), [
-                {"inbound_row_id": record.id, "at": now, "actor": actor[:200], "rule": d.rule,
-                 "outcome": d.outcome, "reason_code": d.reason, "emne_id": d.emne_id,
+                {"inbound_row_id": record.id, "at": now, "actor": actor[:200], "rule": d.rule[:32],
+                 "outcome": d.outcome, "reason_code": d.reason and d.reason[:64], "emne_id": d.emne_id,
                  "mailbox": d.mailbox, "detail": scrub(d.detail)} for d in found])
         return True
 
@@ -278,7 +279,7 @@ class ReplyStore:
     def mail_failed(self, mail: MailRecord, code: str) -> None:
         with self._write() as conn:
             conn.execute(update(mails).where(mails.c.id == mail.id, mails.c.state == SENDING)
-                         .values(claimed_until=None, error_code=code, updated_at=_now()))
+                         .values(claimed_until=None, error_code=code[:64], updated_at=_now()))
 
     def drop_mail(self, mail: MailRecord) -> None:
         """Forget an unsent mail (the server refused it; the message is assigned anew)."""

@@ -14,6 +14,11 @@ deterministic:
 - ``reply_not_possible``: a reply to a letter sent with ``ikkeMuligt`` (it carried no ContactPoint)
 - ``malformed``: not well-formed XML; ``hostile``: XXE or billion laughs
 
+``POST /sim/inbound/inject`` queues given MeMo bytes as they are (``{"messages": [{"id": ...,
+"kind": ..., "memo": "<base64>"}]}``): the test bench's odd messages (see tests/poison/inbound.py),
+which no generator should make. Injecting an id twice keeps the first.
+``GET /sim/inbound/status?kind_prefix=...`` lists id, kind, pulls and acked of each message.
+
 The receiver pulls like a receiving system does: ``GET /sim/inbound?limit=N`` lists pending
 messages (oldest first, MeMo base64), ``POST /sim/inbound/{id}/ack`` acknowledges one after
 processing. An unacknowledged message is delivered again on every pull, so nothing is lost when
@@ -25,6 +30,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import random
+import re
 import sqlite3
 import time
 import uuid
@@ -39,6 +45,10 @@ KINDS = ("reply", "new", "legacy", "closed_contact_point", "unknown_contact_poin
          "unknown_original", "reply_not_possible", "malformed", "hostile")
 DEFAULT_CREATED = dt.datetime(2026, 11, 27, 8, 0, tzinfo=dt.timezone.utc)
 MAX_GENERATE = 10_000
+MAX_INJECT = 1_000
+# an injected id: up to 200 characters, any but "/", "\\" and control characters (odd on purpose,
+# but it must still name one path segment of the ack endpoint)
+_INJECT_ID = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,200}$")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbound_letters (
@@ -325,6 +335,33 @@ def generate(db: sqlite3.Connection, request: dict, municipality_cvr: str) -> di
     return {"generated": generated, "missing": missing}
 
 
+def inject(db: sqlite3.Connection, request: dict) -> dict:
+    """Queue the given inbound messages as they are (ids and MeMo bytes chosen by the caller)."""
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_INJECT:
+        raise InboundError(f"give messages: a list of 1 to {MAX_INJECT} {{id, kind, memo}}")
+    rows = []
+    for entry in messages:
+        if not isinstance(entry, dict):
+            raise InboundError("each message is an object {id, kind, memo}")
+        inbound_id, kind = entry.get("id"), entry.get("kind") or "injected"
+        if not isinstance(inbound_id, str) or not _INJECT_ID.match(inbound_id):
+            raise InboundError("an id is 1 to 200 characters, without '/', '\\' or control characters")
+        if not isinstance(kind, str) or len(kind) > 64:
+            raise InboundError("a kind is a string of at most 64 characters")
+        try:
+            memo = base64.b64decode(entry.get("memo") or "", validate=True)
+        except (ValueError, TypeError):
+            raise InboundError(f"the memo of {inbound_id[:40]!r} is not base64") from None
+        rows.append((inbound_id, kind, memo))
+    injected, already = [], []
+    for inbound_id, kind, memo in rows:
+        done = db.execute("INSERT OR IGNORE INTO inbound_messages (id, kind, memo, created_at)"
+                          " VALUES (?, ?, ?, ?)", (inbound_id, kind, memo, time.time())).rowcount
+        (injected if done else already).append(inbound_id)
+    return {"injected": injected, "already": already}
+
+
 # ------------------------------------------------------------------ pulling and acknowledging
 
 
@@ -346,6 +383,13 @@ def ack(db: sqlite3.Connection, inbound_id: str) -> bool | None:
         return False
     db.execute("UPDATE inbound_messages SET acked_at = ? WHERE id = ?", (time.time(), inbound_id))
     return True
+
+
+def status(db: sqlite3.Connection, kind_prefix: str = "") -> list[dict]:
+    """Every inbound message (no MeMo): id, kind, pulls, acked; optionally of kinds with a prefix."""
+    rows = db.execute("SELECT id, kind, pulls, acked_at FROM inbound_messages WHERE substr(kind, 1, ?) = ?"
+                      " ORDER BY seq", (len(kind_prefix), kind_prefix)).fetchall()
+    return [{"id": i, "kind": k, "pulls": p, "acked": a is not None} for i, k, p, a in rows]
 
 
 def counts(db: sqlite3.Connection) -> dict:
@@ -373,6 +417,20 @@ def mount(app: FastAPI, sim) -> None:  # noqa: ANN001 - the app's Simulator
                                  "message": str(exc)}, 400)
         return JSONResponse(result)
 
+    @app.post("/sim/inbound/inject")
+    async def inbound_inject(request: Request) -> Response:
+        import json
+
+        try:
+            payload = json.loads(await request.body() or b"{}")
+            if not isinstance(payload, dict):
+                raise InboundError("body must be a JSON object")
+            result = inject(db, payload)
+        except (InboundError, ValueError, TypeError) as exc:
+            return JSONResponse({"error": getattr(exc, "code", "inbound.invalid-request"),
+                                 "message": str(exc)}, 400)
+        return JSONResponse(result)
+
     @app.get("/sim/inbound")
     async def inbound_pull(limit: int = 50) -> dict:
         rows = pending(db, max(1, min(limit, 1000)))
@@ -388,3 +446,7 @@ def mount(app: FastAPI, sim) -> None:  # noqa: ANN001 - the app's Simulator
     @app.get("/sim/inbound/stats")
     async def inbound_stats() -> dict:
         return counts(db)
+
+    @app.get("/sim/inbound/status")
+    async def inbound_status(kind_prefix: str = "") -> dict:
+        return {"messages": status(db, kind_prefix)}
