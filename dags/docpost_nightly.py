@@ -4,6 +4,8 @@ Thin by design: every task is one call into ``docpost.pipeline``; XCom carries c
 counts only. A run for night D (the data interval's start, Europe/Copenhagen) collects READY
 submissions under ``inbox/*/D/*`` (and sweeps up late drops of the days before), splits the
 outstanding messages into chunks and runs validate -> stamp -> render -> deliver per chunk.
+The summary writes the night's report whatever the chunks did; a run in which any task failed
+after its retries still ends failed (``watcher``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pendulum
 from airflow.sdk import Param, dag, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from docpost.dag_defaults import START_DATE, TIMEZONE, default_args
+from docpost.dag_defaults import START_DATE, TIMEZONE, default_args, fail_run_on_task_failure
 
 DELIVERY_POOL = "docpost_sf1601"
 
@@ -110,3 +112,4 @@ def docpost_nightly():
 
 
 docpost_nightly_dag = docpost_nightly()
+fail_run_on_task_failure(docpost_nightly_dag)

@@ -12,7 +12,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, task
 
-from docpost.dag_defaults import START_DATE, default_args
+from docpost.dag_defaults import START_DATE, default_args, fail_run_on_task_failure
 
 
 @dag(
@@ -46,3 +46,4 @@ def docpost_receipts():
 
 
 docpost_receipts_dag = docpost_receipts()
+fail_run_on_task_failure(docpost_receipts_dag)

@@ -13,7 +13,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, task
 
-from docpost.dag_defaults import START_DATE, default_args
+from docpost.dag_defaults import START_DATE, default_args, fail_run_on_task_failure
 
 
 @dag(
@@ -48,3 +48,4 @@ def docpost_replies():
 
 
 docpost_replies_dag = docpost_replies()
+fail_run_on_task_failure(docpost_replies_dag)

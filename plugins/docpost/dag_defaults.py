@@ -1,21 +1,50 @@
-"""What every docpost DAG shares: its timezone, start, and retry policy (light: no heavy imports)."""
+"""What every docpost DAG shares: its timezone, start, retry policy and honest run state (light:
+no heavy imports)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pendulum
 
 TIMEZONE = "Europe/Copenhagen"
 START_DATE = pendulum.datetime(2026, 1, 1, tz=TIMEZONE)
+WATCHER = "watcher"
+WATCHER_FAILURE = "a task of this run failed after its retries: the run is failed"
+
+
+def task_retries() -> int:
+    """Retries per task: ``DOCPOST_TASK_RETRIES`` (default 3; the failure tests set 0)."""
+    return int(os.environ.get("DOCPOST_TASK_RETRIES", "3"))
 
 
 def default_args(retry_delay_seconds: int = 20, max_retry_minutes: int = 15) -> dict:
     """Retries with exponential backoff, as every docpost task is an idempotent transaction."""
     return {
         "owner": "docpost",
-        "retries": 3,
+        "retries": task_retries(),
         "retry_delay": dt.timedelta(seconds=retry_delay_seconds),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": dt.timedelta(minutes=max_retry_minutes),
     }
+
+
+def fail_run_on_task_failure(dag) -> None:
+    """Add a ``watcher`` downstream of every task of ``dag`` that fails when one of them failed.
+
+    Airflow derives a run's state from its leaf tasks only, and a leaf with trigger rule
+    ``all_done`` (the nightly summary) succeeds after its upstream failed. The watcher runs
+    once any task is ``failed`` or ``upstream_failed`` (after its retries) and fails itself, so
+    the run ends failed once every other task is done; otherwise it is skipped.
+    """
+    from airflow.sdk import TriggerRule, task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    @task(task_id=WATCHER, trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def watcher():
+        raise AirflowFailException(WATCHER_FAILURE)
+
+    tasks = list(dag.tasks)
+    with dag:
+        watcher().operator.set_upstream(tasks)

@@ -5,9 +5,11 @@ server standing in for the functional mailboxes, and Airflow in a temporary home
 metadata, SQLite ledger), drops a generated night into S3, runs ``docpost_nightly`` and then
 ``docpost_receipts`` for it, and prints the night's summary. Then the simulated citizens answer
 some of the letters (and write new messages, some of them awkward) and ``docpost_replies`` routes
-them: where they landed is printed. With ``ui=True`` it starts ``airflow standalone`` on the same
-stack instead and leaves it running for an operator (URL and login printed), e.g. to start a
-backfill from the UI.
+them: where they landed is printed. After each ``airflow dags test`` the run's state is read from
+Airflow's metadata database, not from the command's exit code: a failed run is reported with its
+failed tasks, their errors and the log, the stack is stopped and the demo exits non-zero. With
+``ui=True`` it starts ``airflow standalone`` on the same stack instead and leaves it running for an
+operator (URL and login printed), e.g. to start a backfill from the UI.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from docpost import config, stack
+from docpost.dag_defaults import WATCHER, WATCHER_FAILURE
 
 NIGHTLY = "docpost_nightly"
 RECEIPTS = "docpost_receipts"
@@ -71,9 +76,27 @@ def _airflow(env: dict[str, str], *args: str, log: Path, timeout: float = 1800) 
                               stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True)
 
 
+@dataclass
+class RunOutcome:
+    """How a DAG run ended, as Airflow's metadata database records it."""
+
+    dag_id: str
+    run_id: str | None
+    state: str | None
+    failed: list[tuple[str, int, int]]  # (task_id, map_index, try_number) of each failed task
+    not_run: int  # task instances left upstream_failed
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "success"
+
+
 def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: float,
-          say: Callable[[str], None]) -> DemoStack:
-    """Start moto, the simulator and a prepared Airflow home; generate the night into S3."""
+          say: Callable[[str], None], dag_s3_endpoint_url: str | None = None) -> DemoStack:
+    """Start moto, the simulator and a prepared Airflow home; generate the night into S3.
+
+    ``dag_s3_endpoint_url`` (tests) points the DAGs at another S3 endpoint than the moto server.
+    """
     from docpost.generate import generate_night
     from docpost.simulator.runner import start_simulator
     from docpost.storage import ObjectStore, S3Sink
@@ -110,7 +133,8 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
         parts.stoppers.append(parts.mailsink.stop)
         say(f"mail server (SMTP)  {parts.mailsink.host}:{parts.mailsink.port}, functional mailboxes in {home / 'mailboxes'}")
         airflow_home = home / "airflow"
-        env = stack.airflow_env(airflow_home, s3_endpoint_url=moto.url, docpost_home=home / "docpost")
+        env = stack.airflow_env(airflow_home, s3_endpoint_url=dag_s3_endpoint_url or moto.url,
+                                docpost_home=home / "docpost")
         env.update({
             "DOCPOST_DB_URL": os.environ.get("DOCPOST_DB_URL") or f"sqlite:///{home / 'docpost' / 'ledger.db'}",
             "DOCPOST_SF1601_URL": sim.url,
@@ -131,12 +155,55 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
         raise
 
 
-def run_dag(parts: DemoStack, dag_id: str, night: dt.date, conf: dict | None = None) -> int:
-    """``airflow dags test`` for ``night`` in the stack's Airflow home; returns its exit code."""
+def run_dag(parts: DemoStack, dag_id: str, night: dt.date, conf: dict | None = None) -> RunOutcome:
+    """``airflow dags test`` for ``night`` in the stack's Airflow home; returns how the run ended,
+    as the metadata database records it (not the command's exit code)."""
     args = ["dags", "test", dag_id, logical_date_for(night)]
     if conf:
         args += ["--conf", json.dumps(conf)]
-    return _airflow(parts.env, *args, log=parts.home / f"{dag_id}.log").returncode
+    _airflow(parts.env, *args, log=parts.home / f"{dag_id}.log")
+    return run_outcome(parts, dag_id)
+
+
+def run_outcome(parts: DemoStack, dag_id: str) -> RunOutcome:
+    """The latest run of ``dag_id`` in the stack's SQLite metadata database, and its failed tasks."""
+    db = Path(parts.env["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        run = conn.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1",
+                           (dag_id,)).fetchone()
+        if run is None:
+            return RunOutcome(dag_id, None, None, [], 0)
+        tis = conn.execute("SELECT task_id, map_index, try_number, state FROM task_instance "
+                           "WHERE dag_id = ? AND run_id = ? AND state IN ('failed', 'upstream_failed') "
+                           "ORDER BY task_id, map_index", (dag_id, run[0])).fetchall()
+    failed = [(task_id, map_index, tries) for task_id, map_index, tries, state in tis
+              if state == "failed" and task_id != WATCHER]
+    return RunOutcome(dag_id, run[0], run[1], failed, sum(state == "upstream_failed" for *_, state in tis))
+
+
+def log_errors(log: Path) -> list[str]:
+    """The exceptions that ended tasks in a ``dags test`` log: each traceback's last line, once."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errors = []
+    # a chained exception's last line is followed by a blank line and "The above exception ..."
+    for before, line, after in zip(lines, lines[1:], lines[2:] + ["(end)"]):
+        if (before.startswith(" ") and re.match(r"[A-Za-z_][\w.]*: ", line) and after.strip()
+                and WATCHER_FAILURE not in line and line not in errors):
+            errors.append(line)
+    return errors
+
+
+def report_failure(parts: DemoStack, outcome: RunOutcome, say: Callable[[str], None]) -> None:
+    """Say which tasks of a run that did not succeed failed, why, and where their log is."""
+    log = parts.home / f"{outcome.dag_id}.log"
+    say(f"FAILED              {outcome.dag_id} run {outcome.run_id or '(none recorded)'}: "
+        f"state {outcome.state or '(none)'}; log (airflow dags test) {log}")
+    for task_id, map_index, tries in outcome.failed:
+        say(f"  failed task       {task_id}{f'[{map_index}]' if map_index >= 0 else ''} after {tries} attempt(s)")
+    if outcome.not_run:
+        say(f"  not run           {outcome.not_run} task(s) upstream_failed")
+    for error in log_errors(log):
+        say(f"  error             {error}")
 
 
 @contextmanager
@@ -185,35 +252,40 @@ def replies_summary(parts: DemoStack) -> list[str]:
 
 
 def run(*, count: int = 200, night: dt.date | None = None, seed: int = 1, broken_share: float = 0.1,
-        home: Path | None = None, ui: bool = False, say: Callable[[str], None] = print) -> int:
-    """The README's main command (``make demo``), or with ``ui`` the operator's stack (``make ui``)."""
+        home: Path | None = None, ui: bool = False, say: Callable[[str], None] = print,
+        dag_s3_endpoint_url: str | None = None) -> int:
+    """The README's main command (``make demo``), or with ``ui`` the operator's stack (``make ui``).
+
+    Returns 1 as soon as a DAG run failed (its failed tasks and logs said), else 0.
+    """
     night = night or default_night()
     home = (home or config.settings().home / "demo").resolve()
     t0 = time.perf_counter()
-    parts = start(home, count=count, night=night, seed=seed, broken_share=broken_share, say=say)
+    parts = start(home, count=count, night=night, seed=seed, broken_share=broken_share, say=say,
+                  dag_s3_endpoint_url=dag_s3_endpoint_url)
     try:
         if ui:
             return _serve_ui(parts, night, say)
         say(f"running             {NIGHTLY} for night {night} (airflow dags test; log {home / (NIGHTLY + '.log')})")
         t = time.perf_counter()
-        code = run_dag(parts, NIGHTLY, night)
-        say(f"                    finished in {time.perf_counter() - t:.1f}s, exit {code}")
-        if code:
-            say((home / f"{NIGHTLY}.log").read_text(errors="replace")[-3000:])
-            return code
+        outcome = run_dag(parts, NIGHTLY, night)
+        say(f"                    finished in {time.perf_counter() - t:.1f}s, run {outcome.state}")
+        if not outcome.ok:
+            report_failure(parts, outcome, say)
+            return 1
         time.sleep(1.5)  # the simulator publishes receipts shortly after delivery
         say(f"running             {RECEIPTS} (delivery receipts)")
-        code = run_dag(parts, RECEIPTS, night)
-        if code:
-            say((home / f"{RECEIPTS}.log").read_text(errors="replace")[-3000:])
-            return code
+        outcome = run_dag(parts, RECEIPTS, night)
+        if not outcome.ok:
+            report_failure(parts, outcome, say)
+            return 1
         say("")
         say(refresh_summary(parts, night))
         say(f"citizens answer     {answer_letters(parts, seed)} inbound messages; running {REPLIES}")
-        code = run_dag(parts, REPLIES, night)
-        if code:
-            say((home / f"{REPLIES}.log").read_text(errors="replace")[-3000:])
-            return code
+        outcome = run_dag(parts, REPLIES, night)
+        if not outcome.ok:
+            report_failure(parts, outcome, say)
+            return 1
         for line in replies_summary(parts):
             say(line)
         bucket = parts.env.get("DOCPOST_BUCKET", "docpost")
@@ -221,7 +293,7 @@ def run(*, count: int = 200, night: dt.date | None = None, seed: int = 1, broken
         say(f"rejection reports   s3://{bucket}/rejected/<source-system>/{night}/<submission-id>/")
         say(f"ledger              {parts.env['DOCPOST_DB_URL']}  (docpost status / docpost report)")
         say(f"done in {time.perf_counter() - t0:.0f}s; the stack is stopped, its files stay in {home}")
-        return code
+        return 0
     finally:
         parts.stop()
 

@@ -539,17 +539,26 @@ class AirflowAPI:
 
     def backfill(self, dag_id: str, from_date: dt.datetime | dt.date | str, to_date: dt.datetime | dt.date | str,
                  *, reprocess_behavior: str = "none", max_active_runs: int = 1, conf: dict | None = None,
-                 run_backwards: bool = False) -> dict:
+                 run_backwards: bool = False, locked_timeout: float = 60.0) -> dict:
         """``POST /api/v2/backfills``: runs for every schedule date in [from_date, to_date].
 
         ``reprocess_behavior``: ``none`` (skip dates that have a run), ``failed``, ``completed``.
         The runs stay queued while the DAG is paused: unpause it first (with ``catchup=False``
-        unpausing also schedules the latest interval once).
+        unpausing also schedules the latest interval once). On SQLite, Airflow answers 503 when
+        the scheduler holds the database lock (and removes the partial backfill): that is retried
+        for up to ``locked_timeout`` seconds.
         """
         body = {"dag_id": dag_id, "from_date": _iso(from_date), "to_date": _iso(to_date),
                 "reprocess_behavior": reprocess_behavior, "max_active_runs": max_active_runs,
                 "run_backwards": run_backwards, "dag_run_conf": conf or {}}
-        return self.request("POST", "/backfills", json=body)
+        deadline = time.monotonic() + locked_timeout
+        while True:
+            try:
+                return self.request("POST", "/backfills", json=body)
+            except AirflowAPIError as exc:
+                if exc.status != 503 or time.monotonic() >= deadline:
+                    raise
+            time.sleep(1.0)
 
     def backfill_runs(self, dag_id: str) -> list[dict]:
         """The runs backfills created for ``dag_id``."""

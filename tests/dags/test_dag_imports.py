@@ -64,13 +64,21 @@ def test_nightly_shape():
     assert all(t.replace("process.", "").isidentifier() for t in tasks)
 
 
-def test_nightly_schedule_and_defaults():
+def load(path: Path):
+    """The DAG a file defines, imported in this process."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("nightly", ROOT / "dags" / "docpost_nightly.py")
+    from airflow.sdk import DAG
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    dag = mod.docpost_nightly_dag
+    (dag,) = [v for v in vars(mod).values() if isinstance(v, DAG)]
+    return dag
+
+
+def test_nightly_schedule_and_defaults():
+    dag = load(ROOT / "dags" / "docpost_nightly.py")
     assert dag.catchup is False and dag.max_active_runs == 1
     assert dag.timetable.summary.startswith("0 1 * * *")
     assert str(dag.timetable._timezone.name) == "Europe/Copenhagen"
@@ -78,3 +86,29 @@ def test_nightly_schedule_and_defaults():
     assert args["retries"] >= 1 and args["retry_exponential_backoff"]
     assert dag.get_task("process.deliver").pool == "docpost_sf1601"
     assert set(dag.params.keys()) >= {"night", "source_systems", "dry_run", "chunk_size"}
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
+def test_a_failed_task_fails_the_run(path):
+    """The watcher is the only leaf and downstream of every task: Airflow derives the run's state
+    from the leaves, so a failed (or upstream_failed) task fails the run, all_done tasks or not."""
+    from docpost.dag_defaults import WATCHER
+
+    dag = load(path)
+    watcher = dag.get_task(WATCHER)
+    assert watcher.trigger_rule == "one_failed" and watcher.retries == 0
+    assert watcher.upstream_task_ids == {t.task_id for t in dag.tasks} - {WATCHER}
+    assert [t.task_id for t in dag.leaves] == [WATCHER]
+
+
+def test_nightly_summary_runs_whatever_its_upstream_did():
+    assert load(ROOT / "dags" / "docpost_nightly.py").get_task("summary").trigger_rule == "all_done"
+
+
+def test_task_retries_come_from_the_environment(monkeypatch):
+    from docpost.dag_defaults import default_args
+
+    monkeypatch.delenv("DOCPOST_TASK_RETRIES", raising=False)
+    assert default_args()["retries"] == 3
+    monkeypatch.setenv("DOCPOST_TASK_RETRIES", "0")
+    assert default_args()["retries"] == 0

@@ -131,3 +131,30 @@ def test_install_metadata_db_copies_the_template_once(tmp_path):
     other["AIRFLOW_HOME"] = str(tmp_path / "pg-home")
     assert stack.install_metadata_db(other, template) is False
     assert not (tmp_path / "pg-home" / "airflow.db").exists()
+
+
+def test_backfill_is_retried_while_sqlite_is_locked(monkeypatch):
+    import httpx
+
+    answers = iter([(503, {"detail": "Database is locked. Backfill creation is not supported on SQLite"}),
+                    (503, {"detail": "Database is locked."}), (200, {"id": 7, "dag_id": "d"})])
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "t"})
+        posts.append(json.loads(request.content))
+        status, body = next(answers)
+        return httpx.Response(status, json=body)
+
+    monkeypatch.setattr(stack.time, "sleep", lambda seconds: None)
+    api = stack.AirflowAPI("http://airflow.test", "admin", "pw")
+    api._http = httpx.Client(base_url=api.url, transport=httpx.MockTransport(handler))
+    assert api.backfill("d", "2026-03-01", "2026-03-02") == {"id": 7, "dag_id": "d"}
+    assert len(posts) == 3 and posts[0] == posts[2]
+    api._http = httpx.Client(base_url=api.url, transport=httpx.MockTransport(
+        lambda r: httpx.Response(201, json={"access_token": "t"}) if r.url.path == "/auth/token"
+        else httpx.Response(409, json={"detail": "already running"})))
+    with pytest.raises(stack.AirflowAPIError) as refused:  # anything but a lock is not retried
+        api.backfill("d", "2026-03-01", "2026-03-02")
+    assert refused.value.status == 409

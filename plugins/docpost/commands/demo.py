@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--broken-share", type=float, default=0.1)
     p.add_argument("--home", type=Path, default=None, help="where the stack keeps its files (default .docpost/demo)")
     p.add_argument("--ui", action="store_true", help="start airflow standalone and leave its UI running")
+    # tests only: the S3 endpoint the DAGs see (e.g. a closed port), unlike the one the night is put in
+    p.add_argument("--dag-s3-endpoint-url", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
 
@@ -26,4 +28,4 @@ def _run(args: argparse.Namespace) -> int:
     from docpost import demo
 
     return demo.run(count=args.count, night=args.night, seed=args.seed, broken_share=args.broken_share,
-                    home=args.home, ui=args.ui)
+                    home=args.home, ui=args.ui, dag_s3_endpoint_url=args.dag_s3_endpoint_url)
