@@ -817,7 +817,7 @@ class Ledger:
                     if channel:
                         values["channel"] = channel
                     if outcome is S.FAILED:
-                        values["reason_code"] = r.error_code or "delivery_failed"
+                        values["reason_code"] = r.error_code or "receipt.delivery-failed"
                         values["reason_text"] = r.error_text
                     detail = "receipt: " + " / ".join(
                         p for p in (r.status_code, r.error_code, r.error_text) if p) if (
