@@ -244,6 +244,17 @@ def _first_closed_emne(night: dt.date) -> tuple[int, int] | None:
     return None
 
 
+#: A recipient whose name and address, each valid, are too many lines for the envelope window.
+TOO_LONG_FOR_THE_WINDOW = dict(
+    name="Bodil Margrethe Kirstine Østergaard-Lykkegaard Frølund Bækgaard Christensen "
+         "Skovgård Holm Sørensen Thøgersen Rasmussen",
+    address={"CoNavn": "Anne-Mette Østergaard Christensen", "StreetName": "Præstegårdsvej",
+             "StreetBuildingIdentifier": "7", "FloorIdentifier": "3", "SuiteIdentifier": "th",
+             "MailDeliverySublocationIdentifier": "Vindmøllegården ved Søby Mose",
+             "PostOfficeBoxIdentifier": "1234", "PostCodeIdentifier": "5960",
+             "DistrictName": "Marstal Ærø Kommune", "CountryIdentificationCode": "GL"})
+
+
 def corpus(night: dt.date) -> list[Poison]:
     """The poison submissions for ``night`` (folders dated ``night`` unless the date folder is the poison)."""
     day = night.isoformat()
@@ -311,13 +322,7 @@ def corpus(night: dt.date) -> list[Poison]:
     # -- render: letter text or supplied PDF that cannot become the letter ----------------------
     ident, files = letter_files(
         20, "Afgørelse om hjælpemidler",
-        name="Bodil Margrethe Kirstine Østergaard-Lykkegaard Frølund Bækgaard Christensen "
-             "Skovgård Holm Sørensen Thøgersen Rasmussen",
-        address={"CoNavn": "Anne-Mette Østergaard Christensen", "StreetName": "Præstegårdsvej",
-                 "StreetBuildingIdentifier": "7", "FloorIdentifier": "3", "SuiteIdentifier": "th",
-                 "MailDeliverySublocationIdentifier": "Vindmøllegården ved Søby Mose",
-                 "PostOfficeBoxIdentifier": "1234", "PostCodeIdentifier": "5960",
-                 "DistrictName": "Marstal Ærø Kommune", "CountryIdentificationCode": "GL"})
+        **TOO_LONG_FOR_THE_WINDOW)
     add("address too long for the envelope window", "poison-address-window", files, {REJECTED},
         "render.address-too-long", recipient=ident)
     ident, files = letter_files(
@@ -337,13 +342,7 @@ def corpus(night: dt.date) -> list[Poison]:
         {REJECTED}, "render.address-missing", recipient=ident)
     ident, files = pdf_files(
         25, "Afgørelse om byggetilladelse", _text_through_window(), channel="physical",
-        name="Bodil Margrethe Kirstine Østergaard-Lykkegaard Frølund Bækgaard Christensen "
-             "Skovgård Holm Sørensen Thøgersen Rasmussen",
-        address={"CoNavn": "Anne-Mette Østergaard Christensen", "StreetName": "Præstegårdsvej",
-                 "StreetBuildingIdentifier": "7", "FloorIdentifier": "3", "SuiteIdentifier": "th",
-                 "MailDeliverySublocationIdentifier": "Vindmøllegården ved Søby Mose",
-                 "PostOfficeBoxIdentifier": "1234", "PostCodeIdentifier": "5960",
-                 "DistrictName": "Marstal Ærø Kommune", "CountryIdentificationCode": "GL"})
+        **TOO_LONG_FOR_THE_WINDOW)
     add("supplied PDF needing a cover page whose address does not fit the window (physical)",
         "poison-cover-address-window", files, {REJECTED}, "render.address-too-long", recipient=ident)
     ident, files = pdf_files(26, "Afgørelse om byggetilladelse", _odd_rotate_pdf(), channel="physical")
