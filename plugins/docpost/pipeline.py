@@ -399,9 +399,9 @@ class StageRun:
     def finish(self, moves: list[Move], **more: Any) -> dict:
         """Record every outcome: reports, then refusals, faults, the done moves; then the verdict."""
         led, st = ledger(), store()
-        if self.refused:
+        if self.refused:  # the source system reads why under rejected/, whether REJECTED or FAILED
+            _write_reports(st, self.refused, self.stage.name)
             if self.stage.refuses is S.REJECTED:
-                _write_reports(st, self.refused, self.stage.name)
                 led.reject_many([(ref.id, *_reason(issues)) for ref, issues in self.refused], self.actor)
             else:
                 led.transition_each([Move(ref.id, f"{code}: {text}", {"reason_code": code, "reason_text": text})
@@ -679,7 +679,7 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
             [(ref.transaction_id, request) for ref, request in bodies],
             concurrency=s.sf1601_concurrency, attempts=s.sf1601_attempts,
         ) if bodies else []
-        submitted, retrying = [], []
+        submitted, retrying, gave_up = [], [], []
         for (ref, _request), out in zip(bodies, outcomes):
             if out.outcome is Outcome.ACCEPTED:
                 tid = out.result.transmission_id if out.result else None
@@ -688,14 +688,15 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
                 err = out.error
                 code = getattr(err, "error_code", None) or err.code
                 run.refused.append((ref, [_issue(str(code), getattr(err, "error_text", None) or err.message)]))
-            elif ref.attempts + 1 >= s.max_send_attempts:
-                run.refused.append((ref, [_issue(out.code, f"gave up after {ref.attempts + 1} attempts: "
-                                                           f"{out.error.message}")]))
+            elif ref.attempts + 1 >= s.max_send_attempts:  # not the letter's fault: no report
+                text = f"gave up after {ref.attempts + 1} attempts: {out.error.message}"
+                gave_up.append(Move(ref.id, f"{out.code}: {text}", {"reason_code": out.code, "reason_text": text}))
             else:
                 retrying.append(Move(ref.id, f"{out.code}: {out.error.message}",
                                      {"reason_code": out.code, "reason_text": out.error.message}))
         ledger().transition_each(retrying, S.RETRYING, actor, count_attempt=True)
-        return run.finish(submitted, retrying=len(retrying))
+        ledger().transition_each(gave_up, S.FAILED, actor)
+        return run.finish(submitted, retrying=len(retrying), gave_up=len(gave_up))
 
     return _run(chunk, DELIVER, actor, body)
 

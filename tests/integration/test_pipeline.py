@@ -239,3 +239,35 @@ def test_faulty_service_every_letter_delivered_exactly_once(night, monkeypatch):
     retried = [m for m in msgs if any(e.to_state == MessageState.RETRYING for e in led.history(m.id))]
     assert retried, "faults at these shares must have forced resends"
     assert all(m.state in (MessageState.SUBMITTED, MessageState.FAILED) for m in retried)
+
+
+def test_delivery_isolates_a_changed_or_missing_rendered_pdf_and_a_changed_submission(night):
+    store, sim, expected = night
+    pipeline.collect(NIGHT, actor="t")
+    chunks = pipeline.plan_chunks(NIGHT, chunk_size=100)
+    for chunk in chunks:
+        for stage in (pipeline.validate_chunk, pipeline.stamp_chunk, pipeline.render_chunk):
+            stage(chunk, actor="t")
+    led = pipeline.ledger()
+    rendered = [m for m in led.messages(led.message_ids()) if m.state == MessageState.RENDERED]
+    changed_pdf, missing_pdf, changed_sub = rendered[:3]
+    store.put_bytes(pipeline.rendered_key(changed_pdf.ref), b"%PDF-1.4 not the rendered letter", "application/pdf")
+    store.client.delete_object(Bucket=store.bucket, Key=pipeline.rendered_key(missing_pdf.ref))
+    manifest = changed_sub.s3_prefix + "manifest.xml"
+    store.put_bytes(manifest, store.get_bytes(manifest).replace(b"?>", b"?><!-- changed -->", 1))
+
+    totals = {}
+    for chunk in chunks:  # no exception: each letter's trouble stays its own
+        for k, v in pipeline.deliver_chunk(chunk, actor="t").items():
+            totals[k] = totals.get(k, 0) + v if isinstance(v, int) else v
+    a, b, c = led.messages([changed_pdf.id, missing_pdf.id, changed_sub.id])
+    assert (a.state, a.reason_code) == (MessageState.FAILED, "deliver.rendered-pdf-changed")
+    assert b.state == MessageState.SUBMITTED  # rendered again, the same letter
+    assert store.get_bytes(pipeline.rendered_key(missing_pdf.ref))[:5] == b"%PDF-"
+    assert (c.state, c.reason_code) == (MessageState.FAILED, "submission.changed")
+    for m, code in ((a, "deliver.rendered-pdf-changed"), (c, "submission.changed")):
+        report = json.loads(store.get_bytes(f"rejected/{m.source_system}/{NIGHT.isoformat()}/{m.submission_id}/rejection.json"))
+        assert report["stage"] == "deliver" and report["errors"][0]["code"] == code
+    others = [m for m in led.messages([r.id for r in rendered[3:]])]
+    assert others and all(m.state in (MessageState.SUBMITTED, MessageState.FAILED) for m in others)
+    assert totals["failed"] >= 2 and totals["submitted"] >= len(rendered) - 3 - totals["failed"]
