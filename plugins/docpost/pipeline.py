@@ -505,20 +505,25 @@ def short_reference(message_uuid: str) -> str:
     return message_uuid.split("-")[0].upper()
 
 
-def _letter_pdf(ref: MessageRef, message, submission: Submission, stamp_result) -> bytes:
+def _letter_pdf(ref: MessageRef, message, submission: Submission, stamp_result, *, for_print: bool = False) -> bytes:
     """The main PDF: rendered from the letter text, or the supplied one once it passes the print
-    check (only a letter that may be printed is checked: see ``rendering.check_supplied``)."""
+    check (only a letter that may be printed is checked: see ``rendering.check_supplied``). With
+    ``for_print``, a supplied PDF that needs an address cover page must be able to get one."""
     from docpost.model import FileRole
-    from docpost.rendering import NotPrintReady, check_supplied, render_letter
+    from docpost.rendering import NotPrintReady, check_print_ready, check_supplied, printed_copy, render_letter
+    from docpost.rendering.supplied import may_be_printed
     from docpost.stamping import letter_reference, reply_line
 
     main = submission.manifest.main_file
     if main.role is FileRole.MAIN:
-        pdf = submission.documents[main.name]
-        issues = check_supplied(pdf, submission.manifest.channel_wish,
-                                window_policy=config.settings().window_content)
-        if issues:
-            raise NotPrintReady(issues)
+        pdf, wish = submission.documents[main.name], submission.manifest.channel_wish
+        if may_be_printed(wish):
+            policy, found = config.settings().window_content, check_print_ready(pdf)  # checked once
+            issues = check_supplied(pdf, wish, window_policy=policy, issues=found)
+            if issues:
+                raise NotPrintReady(issues)
+            if for_print:
+                printed_copy(submission, stamp_result.letterhead, pdf, [], window_policy=policy, issues=found)
         return pdf
     short = short_reference(ref.message_uuid)
     case_reference = letter_reference(submission)
@@ -529,19 +534,13 @@ def _letter_pdf(ref: MessageRef, message, submission: Submission, stamp_result) 
     )
 
 
-def _check_paper(sub: Submission, stamp_result, pdf: bytes) -> None:
-    """A letter that may be printed must be printable before it is sent (so that a problem is a
-    rejection with a report, not a failure at delivery): its address fits print and a supplied PDF
-    gets its cover page where it needs one."""
+def _check_address(sub: Submission) -> None:
+    """A letter that may be printed must have an address that fits print before it is sent (a
+    rejection with a report, not a failure at delivery); none: the print service looks it up."""
     from docpost.fjernprint import check_print_address
-    from docpost.model import ChannelWish, FileRole
-    from docpost.rendering import printed_copy
+    from docpost.model import ChannelWish
 
-    if sub.manifest.channel_wish is ChannelWish.DIGITAL:
-        return
-    if sub.manifest.main_file.role is FileRole.MAIN:
-        printed_copy(sub, stamp_result.letterhead, pdf, [], window_policy=config.settings().window_content)
-    if sub.manifest.recipient.address is not None:  # none: the print service looks it up (auto)
+    if sub.manifest.channel_wish is not ChannelWish.DIGITAL and sub.manifest.recipient.address is not None:
         check_print_address(sub.manifest.recipient.address)
 
 
@@ -575,8 +574,8 @@ def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     def work(ref: MessageRef, message, sub: Submission) -> bytes:
         result = stamp(sub, profiles)
         try:
-            pdf = _letter_pdf(ref, message, sub, result)
-            _check_paper(sub, result, pdf)
+            pdf = _letter_pdf(ref, message, sub, result, for_print=True)
+            _check_address(sub)
         except RenderError as exc:  # reported against the main document
             exc.file = sub.manifest.main_file.name
             raise
@@ -612,8 +611,8 @@ def sf1601_client():
 def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_result, pdf: bytes) -> bytes:
     from docpost.fjernprint import build_forsendelse, build_kombi_request, kombi_valg_for
     from docpost.memo import OutboundLetter, build_memo
-    from docpost.model import ChannelWish
-    from docpost.rendering import printed_copy
+    from docpost.model import ChannelWish, FileRole
+    from docpost.rendering import assemble, printed_copy
 
     s = config.settings()
     attachments = [(f.name, f.label or f.name, submission.documents[f.name])
@@ -627,9 +626,11 @@ def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_resul
     wish = submission.manifest.channel_wish
     memo_xml = build_memo(letter) if wish is not ChannelWish.PHYSICAL else None
     forsendelse = None
-    if wish is not ChannelWish.DIGITAL:  # paper needs one PDF: a cover page if need be, attachments appended
-        printed = printed_copy(submission, stamp_result.letterhead, pdf, [a[2] for a in attachments],
-                               window_policy=s.window_content)
+    if wish is not ChannelWish.DIGITAL:  # paper needs one PDF: attachments appended (and a supplied
+        # main PDF a cover page if its window needs one; a rendered letter has its address there)
+        printed = (printed_copy(submission, stamp_result.letterhead, pdf, [a[2] for a in attachments],
+                                window_policy=s.window_content)
+                   if submission.manifest.main_file.role is FileRole.MAIN else assemble(pdf, [a[2] for a in attachments]))
         forsendelse = build_forsendelse(replace(letter, pdf=printed, attachments=[]))
     return build_kombi_request(kombi_valg_for(wish), memo_xml, forsendelse)
 

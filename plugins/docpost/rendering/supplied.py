@@ -24,7 +24,7 @@ from docpost.model import ChannelWish
 from docpost.rendering.assemble import assemble
 from docpost.rendering.errors import NotPrintReady, PrintIssue, RenderError
 from docpost.rendering.layout import PAGE_HEIGHT, PAGE_WIDTH, PageLayout
-from docpost.rendering.letter import BODY_SIZE, _Renderer, _top, plain
+from docpost.rendering.letter import BODY_SIZE, _Renderer, plain
 from docpost.rendering.printready import check_print_ready
 
 WINDOW_POLICIES = ("cover", "reject")
@@ -60,7 +60,7 @@ def _page_count(pdf: bytes) -> int:
 
 
 def check_supplied(pdf: bytes, wish: ChannelWish | str, *, window_policy: str = DEFAULT_WINDOW_POLICY,
-                   layout: PageLayout | None = None) -> list[PrintIssue]:
+                   layout: PageLayout | None = None, issues: list[PrintIssue] | None = None) -> list[PrintIssue]:
     """The print issues that block a supplied main PDF; an empty list lets it through.
 
     * ``wish`` ``digital``: always ``[]`` (it is never printed, so print rules do not apply).
@@ -75,7 +75,7 @@ def check_supplied(pdf: bytes, wish: ChannelWish | str, *, window_policy: str = 
     if not may_be_printed(wish):
         return []
     layout = layout or PageLayout()
-    issues = check_print_ready(pdf, layout)
+    issues = check_print_ready(pdf, layout) if issues is None else issues  # given: checked once already
     if policy == "reject" or not any(i.code in COVER_RESOLVES for i in issues):
         return issues
     blocking = [i for i in issues if i.code not in COVER_RESOLVES]
@@ -141,7 +141,7 @@ def address_cover(submission: model.Submission, letterhead: model.Letterhead,
 
 def printed_copy(submission: model.Submission, letterhead: model.Letterhead, main_pdf: bytes,
                  attachments: list[bytes], *, window_policy: str = DEFAULT_WINDOW_POLICY,
-                 layout: PageLayout | None = None) -> bytes:
+                 layout: PageLayout | None = None, issues: list[PrintIssue] | None = None) -> bytes:
     """The one PDF that goes to print: [address cover page,] the main PDF, then the attachments.
 
     The cover page is added only when page 1 of ``main_pdf`` has window issues (:func:`window_issues`)
@@ -154,7 +154,8 @@ def printed_copy(submission: model.Submission, letterhead: model.Letterhead, mai
     """
     policy = window_policy_of(window_policy)
     layout = layout or PageLayout()
-    issues = window_issues(main_pdf, layout)
+    issues = (window_issues(main_pdf, layout) if issues is None  # given: check_print_ready's, once
+              else [i for i in issues if i.code in COVER_RESOLVES])
     if not issues:
         return assemble(main_pdf, list(attachments))
     if policy == "reject":
