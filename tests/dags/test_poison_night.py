@@ -120,6 +120,10 @@ def test_a_poisoned_night_through_the_dags(tmp_path, s3_bucket, s3_endpoint, pg_
                 assert m.faults == 1 and "tried again" in m.reason_text, p.name
         summary = json.loads(store.get_bytes(f"reports/{NIGHT.isoformat()}/summary.json"))
         assert summary["total"] == len(rows)
+        held = Counter(p.code for p in poisons if p.quarantined)
+        assert held and summary["held"] == dict(held)  # the operator sees what waits, and why
+        text_report = store.get_bytes(f"reports/{NIGHT.isoformat()}/summary.txt").decode()
+        assert f"held after unexpected failures, tried again by the next runs: {sum(held.values())}" in text_report
 
         # -- receipts: the good ones settle, the odd ones are set aside, the feed goes on -----------
         submitted = sorted(m.message_uuid for m in led.messages(led.message_ids()) if m.state == S.SUBMITTED)

@@ -255,6 +255,8 @@ class Report:
     conflicts: list[Conflict]
     pending_receipts: int
     awaiting_receipt_overdue: int
+    #: letters kept in their state after unexpected failures (``internal.*``), by code: tried again
+    held: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -270,4 +272,5 @@ class Report:
             ],
             "pending_receipts": self.pending_receipts,
             "awaiting_receipt_overdue": self.awaiting_receipt_overdue,
+            "held": self.held,
         }

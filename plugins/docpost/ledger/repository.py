@@ -737,7 +737,12 @@ class Ledger:
                 select(func.count()).select_from(messages).where(
                     on_date, messages.c.state == S.SUBMITTED.value, messages.c.submitted_at < cutoff)
             ).scalar_one()
-        return Report(submission_date, sum(by_state.values()), by_state, by_channel, by_source, found, pending, overdue)
+            held = dict(conn.execute(
+                select(messages.c.reason_code, func.count()).where(
+                    on_date, messages.c.faults > 0, messages.c.state.notin_([s.value for s in SETTLED]))
+                .group_by(messages.c.reason_code).order_by(messages.c.reason_code)).all())
+        return Report(submission_date, sum(by_state.values()), by_state, by_channel, by_source, found, pending, overdue,
+                      held)
 
     # -- receipts -----------------------------------------------------------------------------
 

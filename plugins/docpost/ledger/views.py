@@ -89,4 +89,7 @@ def report_text(report: Report) -> str:
         ))
     out.append(f"submitted without receipt for more than a day: {r.awaiting_receipt_overdue}")
     out.append(f"receipts waiting for their message (all dates): {r.pending_receipts}")
+    held = ", ".join(f"{code} {n}" for code, n in r.held.items())
+    out.append(f"held after unexpected failures, tried again by the next runs: {sum(r.held.values())}"
+               + (f" ({held})" if held else ""))
     return "\n".join(out)
