@@ -8,8 +8,6 @@ is checked by :func:`parse_kombi_request`, which the SF1601 simulator uses on wh
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
-
 import base64
 import re
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 from lxml import etree
 
 from docpost import config, model
+from docpost.errors import DocpostError
 from docpost.memo import (
     NS_MEMO,
     MemoIssue,

@@ -7,10 +7,9 @@ CVR: 8 digits, first digit not 0, weighted sum (2, 7, 6, 5, 4, 3, 2, 1) divisibl
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
-
 import datetime as dt
 
+from docpost.errors import DocpostError
 from docpost.model import mask_identifier
 
 CVR_WEIGHTS = (2, 7, 6, 5, 4, 3, 2, 1)

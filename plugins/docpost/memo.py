@@ -9,8 +9,6 @@ Every message :func:`build_memo` returns has passed :func:`validate_memo`'s chec
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
-
 import base64
 import datetime as dt
 import re
@@ -21,6 +19,7 @@ from pathlib import Path
 from lxml import etree
 
 from docpost import config, model
+from docpost.errors import DocpostError
 
 NS_MEMO = "https://DigitalPost.dk/MeMo-1"
 NS_GRD = "https://data.gov.dk/model/core/"

@@ -15,8 +15,6 @@ read or applied, so that one odd receipt never stops the feed. Only infrastructu
 
 from __future__ import annotations
 
-from docpost.errors import ConfigurationError, DocpostError, Unavailable, internal_code
-
 import base64
 import binascii
 import datetime as dt
@@ -32,6 +30,8 @@ from typing import Any
 
 from lxml import etree
 from lxml.builder import ElementMaker
+
+from docpost.errors import ConfigurationError, DocpostError, Unavailable, internal_code
 
 NS_POST_STATUS = "http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"
 NS_KUVERT = "urn:oio:besked:kuvert:1.0"  # the Beskedfordeler envelope elements

@@ -17,10 +17,6 @@ in the MeMo ``Sender/ContactPoint``, in the legacy fjernprint fields
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
-
-from docpost.configfile import ConfigFileError
-
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -28,6 +24,8 @@ from pathlib import Path
 from typing import Iterable
 
 from docpost import model
+from docpost.configfile import ConfigFileError
+from docpost.errors import DocpostError
 from docpost.hierarchy import Emne, Hierarchy, load_hierarchy
 
 NS_PROFILES = "urn:docpost:profiles:1"

@@ -12,8 +12,6 @@ line, element path and a plain-language message. Messages never carry a clear CP
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError, describe
-
 import datetime as dt
 import functools
 import io
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from docpost import model
+from docpost.errors import DocpostError, describe
 from docpost.model import ATTENTION_FILE, CASE_FILE, MANIFEST_FILE, READY_MARKER
 
 log = logging.getLogger(__name__)

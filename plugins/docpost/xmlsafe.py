@@ -15,12 +15,12 @@ stable reason code, anything a hostile or broken source system could use against
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError
-
 import codecs
 import re
 
 from lxml import etree
+
+from docpost.errors import DocpostError
 
 MAX_XML_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 32

@@ -10,8 +10,6 @@ no id can point an acknowledgement at another path or message.
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError, Unavailable
-
 import base64
 import binascii
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from docpost.channels.sf1601 import tls_context
+from docpost.errors import DocpostError, Unavailable
 
 
 class InboundChannelError(DocpostError):

@@ -17,8 +17,6 @@ transaction id; the service deduplicates by it). The transaction id is given by 
 
 from __future__ import annotations
 
-from docpost.errors import DocpostError, Unavailable, describe
-
 import base64
 import datetime as dt
 import email.utils
@@ -37,6 +35,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import httpx
+
+from docpost.errors import DocpostError, Unavailable, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from docpost.receipts import ReceiptPage

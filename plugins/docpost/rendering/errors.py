@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from docpost.errors import ConfigurationError, DocpostError
-
 from dataclasses import dataclass
+
+from docpost.errors import ConfigurationError, DocpostError
 
 
 class RenderError(DocpostError):
