@@ -48,6 +48,23 @@ class ConfigurationError(DocpostError):
     code = "config.invalid"
 
 
+def is_infrastructure(exc: BaseException) -> bool:
+    """Trouble that is no letter's, receipt's or message's fault: the work stops for a retry and
+    nothing is made final for it.
+
+    :class:`Unavailable` and :class:`ConfigurationError`, a lost connection or a timeout, and every
+    database error except those about one row's values (``DataError``, ``IntegrityError`` on a
+    connection that is still good).
+    """
+    if isinstance(exc, (Unavailable, ConfigurationError, ConnectionError, TimeoutError)):
+        return True
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.DBAPIError):
+        return exc.connection_invalidated or not isinstance(exc, (sa.DataError, sa.IntegrityError))
+    return isinstance(exc, (sa.DisconnectionError, sa.TimeoutError))
+
+
 def internal_code(exc: BaseException) -> str:
     """The code of an unexpected exception: ``internal.<ExceptionType>`` (its text is never used)."""
     return f"internal.{type(exc).__name__}"

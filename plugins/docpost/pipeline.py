@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from docpost import config
-from docpost.errors import ConfigurationError, DocpostError, Unavailable, describe, internal_code
+from docpost.errors import ConfigurationError, DocpostError, Unavailable, describe, internal_code, is_infrastructure
 from docpost.ledger import Ledger, MessageRef, MessageState, Move, Registration, shared_ledger
 from docpost.model import ReplyType, Submission, SubmissionKey
 from docpost.storage import ObjectStore, S3Submission, StorageError
@@ -125,7 +125,6 @@ def _claimed(chunk: Chunk, states: Iterable[MessageState], actor: str, stage: st
         led.release([r.id for r in refs], worker)
 
 
-
 def _rows(refs: list[MessageRef]) -> dict:
     """The ledger rows of the claimed messages, by id."""
     return {m.id: m for m in ledger().messages([r.id for r in refs])}
@@ -170,6 +169,41 @@ def _load(refs: list[MessageRef], rows: dict[int, Any]) -> dict[int, Any]:
         return dict(pool.map(one, refs))
 
 
+# --------------------------------------------------------------------------- rejection reports
+
+
+def _issue(code: str, message: str, file: str | None = None, path: str | None = None) -> dict:
+    """One problem in a rejection report (the shape ``docpost validate --json`` prints)."""
+    return {"code": code, "file": file, "line": None, "path": path, "message": message}
+
+
+def _put_rejection(st: ObjectStore, prefix: str, submission: str, message_uuid: str | None,
+                   issues: list[dict], stage: str) -> None:
+    """A rejection report, machine- and human-readable, as ``<prefix>rejection.{json,txt}``; a
+    rerun writes the same."""
+    import json
+
+    doc = {"submission": submission, "message_uuid": message_uuid, "stage": stage, "valid": False,
+           "errors": issues}
+    lines = [f"Afvist / rejected: {submission} ({f'besked {message_uuid}, ' if message_uuid else ''}trin {stage})", ""]
+    for issue in issues:
+        where = ":".join(str(p) for p in (issue.get("file"), issue.get("line")) if p)
+        lines.append(f"- [{issue['code']}] {where + ' ' if where else ''}{issue['message']}")
+    st.put_text(prefix + "rejection.json", json.dumps(doc, ensure_ascii=False, indent=2), "application/json")
+    st.put_text(prefix + "rejection.txt", "\n".join(lines) + "\n")
+
+
+def _write_reports(st: ObjectStore, refs_issues: list[tuple[MessageRef, list[dict]]], stage: str) -> None:
+    """Each letter's rejection report under ``rejected/<sys>/<date>/<id>/`` (in parallel)."""
+    def write(item):
+        ref, issues = item
+        submission = f"{ref.source_system}/{ref.submission_date.isoformat()}/{ref.submission_id}"
+        _put_rejection(st, f"rejected/{submission}/", submission, ref.message_uuid, issues, stage)
+
+    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+        list(pool.map(write, refs_issues))
+
+
 # --------------------------------------------------------------------------- collect and plan
 
 
@@ -184,17 +218,10 @@ def _refused_key(folder: str) -> str:
 
 def _refuse_folders(st: ObjectStore, refused: dict[str, list[tuple[str, str]]]) -> None:
     """A report for each READY folder whose path breaks the contract; it is never registered."""
-    import json
-
     for folder, problems in sorted(refused.items()):
-        issues = [_issue(code, message, None, folder) for code, message in problems]
-        doc = {"submission": folder[len("inbox/"):].rstrip("/"), "message_uuid": None, "stage": "collect",
-               "valid": False, "errors": issues}
-        text = "\n".join([f"Afvist / rejected: {doc['submission']} (trin collect)", ""]
-                         + [f"- [{i['code']}] {i['message']}" for i in issues]) + "\n"
         prefix = _refused_key(folder)
-        st.put_text(prefix + "rejection.json", json.dumps(doc, ensure_ascii=False, indent=2), "application/json")
-        st.put_text(prefix + "rejection.txt", text)
+        _put_rejection(st, prefix, folder[len("inbox/"):].rstrip("/"), None,
+                       [_issue(code, message, None, folder) for code, message in problems], "collect")
         log.warning("collect: refused a folder (%s); report at %s", ", ".join(c for c, _m in problems), prefix)
 
 
@@ -247,11 +274,6 @@ def plan_chunks(night: str | dt.date, *, chunk_size: int | None = None) -> list[
     return chunks
 
 
-# --------------------------------------------------------------------------- the stages
-
-
-
-
 # --------------------------------------------------------------------------- the stage runner
 
 
@@ -265,11 +287,6 @@ class NoLongerValid(DocpostError):
         super().__init__("no longer valid: " + ", ".join(dict.fromkeys(i["code"] for i in issues)))
 
 
-def _issue(code: str, message: str, file: str | None = None, path: str | None = None) -> dict:
-    """One problem in a rejection report (the shape ``docpost validate --json`` prints)."""
-    return {"code": code, "file": file, "line": None, "path": path, "message": message}
-
-
 def _issues_of(exc: DocpostError, file: str | None) -> list[dict]:
     """The rejection report's problems for a letter's error: its own list where it has one."""
     found = getattr(exc, "issues", None) or []
@@ -281,36 +298,6 @@ def _issues_of(exc: DocpostError, file: str | None) -> list[dict]:
     return issues or [_issue(exc.code, exc.message, file)]
 
 
-def _rejection_report(ref: MessageRef, issues: list[dict], stage: str) -> tuple[str, str]:
-    import json
-
-    doc = {
-        "submission": f"{ref.source_system}/{ref.submission_date.isoformat()}/{ref.submission_id}",
-        "message_uuid": ref.message_uuid,
-        "stage": stage,
-        "valid": False,
-        "errors": issues,
-    }
-    lines = [f"Afvist / rejected: {doc['submission']} (besked {ref.message_uuid}, trin {stage})", ""]
-    for issue in issues:
-        where = ":".join(str(p) for p in (issue.get("file"), issue.get("line")) if p)
-        lines.append(f"- [{issue['code']}] {where + ' ' if where else ''}{issue['message']}")
-    return json.dumps(doc, ensure_ascii=False, indent=2), "\n".join(lines) + "\n"
-
-
-def _write_reports(st: ObjectStore, refs_issues: list[tuple[MessageRef, list[dict]]], stage: str) -> None:
-    """Each rejection report to S3 (``rejected/...``); a rerun rewrites the same."""
-    def write(item):
-        ref, issues = item
-        prefix = f"rejected/{ref.source_system}/{ref.submission_date.isoformat()}/{ref.submission_id}/"
-        js, text = _rejection_report(ref, issues, stage)
-        st.put_text(prefix + "rejection.json", js, "application/json")
-        st.put_text(prefix + "rejection.txt", text)
-
-    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-        list(pool.map(write, refs_issues))
-
-
 def _reason(issues: list[dict]) -> tuple[str, str]:
     """The ledger's reason code and text for a list of problems."""
     codes = list(dict.fromkeys(i["code"] for i in issues))
@@ -318,10 +305,12 @@ def _reason(issues: list[dict]) -> tuple[str, str]:
     return codes[0], f"{', '.join(codes)}: {text}"
 
 
-def _infrastructure() -> tuple[type[BaseException], ...]:
+def _not_the_letters(exc: BaseException) -> bool:
+    """Infrastructure (:func:`docpost.errors.is_infrastructure`), and here also any S3 error while
+    working on a letter and any database error: never the letter's fault."""
     from sqlalchemy.exc import DBAPIError
 
-    return (Unavailable, ConfigurationError, StorageError, DBAPIError)  # never the letter's fault
+    return is_infrastructure(exc) or isinstance(exc, (StorageError, DBAPIError))
 
 
 @dataclass(frozen=True)
@@ -349,7 +338,7 @@ class StageRun:
     - the work's result: collected for the stage (``done``);
     - a :class:`DocpostError` of the letter's own: REJECTED with a report under ``rejected/``
       (FAILED at delivery), with its code;
-    - infrastructure trouble (:data:`_infrastructure`): the letter keeps its state, and at the
+    - infrastructure trouble (:func:`_not_the_letters`): the letter keeps its state, and at the
       end the task fails (:class:`StageIncomplete`) so that Airflow retries it;
     - anything else (a bug, a library's exception): the letter keeps its state with
       ``internal.<ExceptionType>`` and is tried again by later runs; after
@@ -386,7 +375,7 @@ class StageRun:
 
     def trouble(self, ref: MessageRef, exc: BaseException, file: str | None = "manifest.xml") -> None:
         """Sort one letter's exception (see the class docstring)."""
-        if isinstance(exc, _infrastructure()):
+        if _not_the_letters(exc):
             log.warning("message %s: %s: kept for a retry: %s", ref.message_uuid, self.stage.name, describe(exc))
             self.kept.append((ref, exc))
         elif isinstance(exc, DocpostError):
@@ -612,7 +601,7 @@ def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_resul
     from docpost.fjernprint import build_forsendelse, build_kombi_request, kombi_valg_for
     from docpost.memo import OutboundLetter, build_memo
     from docpost.model import ChannelWish, FileRole
-    from docpost.rendering import assemble, printed_copy
+    from docpost.rendering import printed_copy
 
     s = config.settings()
     attachments = [(f.name, f.label or f.name, submission.documents[f.name])
@@ -626,11 +615,11 @@ def _kombi_request(ref: MessageRef, message, submission: Submission, stamp_resul
     wish = submission.manifest.channel_wish
     memo_xml = build_memo(letter) if wish is not ChannelWish.PHYSICAL else None
     forsendelse = None
-    if wish is not ChannelWish.DIGITAL:  # paper needs one PDF: attachments appended (and a supplied
-        # main PDF a cover page if its window needs one; a rendered letter has its address there)
-        printed = (printed_copy(submission, stamp_result.letterhead, pdf, [a[2] for a in attachments],
-                                window_policy=s.window_content)
-                   if submission.manifest.main_file.role is FileRole.MAIN else assemble(pdf, [a[2] for a in attachments]))
+    if wish is not ChannelWish.DIGITAL:  # paper needs one PDF: attachments appended, and a supplied main
+        # PDF a cover page if its window needs one (a rendered letter's window holds its address: no check)
+        rendered = submission.manifest.main_file.role is not FileRole.MAIN
+        printed = printed_copy(submission, stamp_result.letterhead, pdf, [a[2] for a in attachments],
+                               window_policy=s.window_content, issues=[] if rendered else None)
         forsendelse = build_forsendelse(replace(letter, pdf=printed, attachments=[]))
     return build_kombi_request(kombi_valg_for(wish), memo_xml, forsendelse)
 

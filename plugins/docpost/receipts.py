@@ -31,7 +31,7 @@ from typing import Any
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from docpost.errors import ConfigurationError, DocpostError, Unavailable, internal_code
+from docpost.errors import DocpostError, internal_code, is_infrastructure
 
 NS_POST_STATUS = "http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"
 NS_KUVERT = "urn:oio:besked:kuvert:1.0"  # the Beskedfordeler envelope elements
@@ -359,23 +359,6 @@ def read_feed_entry(entry: Any) -> FeedEntry:
         return FeedEntry(cursor, raw, status=parse_post_status(raw))
     except Exception as exc:  # noqa: BLE001 - this receipt's own problem: the feed sets it aside
         return FeedEntry(cursor, raw, error=exc)
-
-
-def is_infrastructure(exc: BaseException) -> bool:
-    """Trouble that is no receipt's fault: the feed stops (and Airflow retries), nothing is set aside.
-
-    :class:`Unavailable` and :class:`ConfigurationError` (S3, SF1601, settings), a lost connection,
-    and every database error except those about one row's values (``DataError``, ``IntegrityError``).
-    """
-    if isinstance(exc, (Unavailable, ConfigurationError, ConnectionError, TimeoutError)):
-        return True
-    try:
-        from sqlalchemy import exc as sa
-    except ImportError:  # pragma: no cover - the ledger needs SQLAlchemy anyway
-        return False
-    if isinstance(exc, sa.DBAPIError):
-        return exc.connection_invalidated or not isinstance(exc, (sa.DataError, sa.IntegrityError))
-    return isinstance(exc, (sa.DisconnectionError, sa.TimeoutError))
 
 
 def reason_of(exc: BaseException) -> tuple[str, str]:

@@ -35,7 +35,8 @@ from collections import Counter
 from functools import lru_cache
 
 from docpost import config
-from docpost.errors import ConfigurationError, DocpostError, Unavailable, describe, internal_code
+from docpost.errors import DocpostError, describe, internal_code
+from docpost.errors import is_infrastructure as _is_infrastructure
 from docpost.ledger import Ledger, MessageState, ledger_at
 from docpost.ledger.engine import resolve_url
 from docpost.replies.errors import (AssignRefused, InboundHostile, InboundRejected, MailError,
@@ -92,13 +93,13 @@ def find_original(led: Ledger):  # noqa: ANN201
 def is_infrastructure(exc: BaseException) -> bool:
     """Trouble that is not one message's: stop the pass, acknowledge nothing more, retry later.
 
-    :class:`Unavailable` (mail server, inbound service), :class:`ConfigurationError`, and any
-    database error (a dropped connection, a pool timeout, a refused write): a message that cannot
+    :func:`docpost.errors.is_infrastructure` (mail server, inbound service, settings, a lost
+    connection), and here *any* database error, one row's values included: a message that cannot
     be recorded cannot be queued either, so it must not be acknowledged.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    return isinstance(exc, (Unavailable, ConfigurationError, SQLAlchemyError))
+    return _is_infrastructure(exc) or isinstance(exc, SQLAlchemyError)
 
 
 def _code_of(exc: BaseException) -> str:
