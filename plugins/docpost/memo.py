@@ -260,6 +260,11 @@ _FORBIDDEN_IN_FILENAME = re.compile(
 )
 
 
+#: Unicode categories a file name loses: invisible format characters (soft hyphen, joiners) go,
+#: private-use, surrogate and unassigned code points become "_".
+_BY_CATEGORY = {"Cf": "", "Co": "_", "Cs": "_", "Cn": "_"}
+
+
 def _label(text: str | None, limit: int = 256) -> str | None:
     """A MeMo label (at most 256 characters): shortened with an ellipsis where it is longer."""
     if text is None or len(text) <= limit:
@@ -272,8 +277,7 @@ def safe_filename(name: str, suffix: str = ".pdf", limit: int = 120) -> str:
     (soft hyphen, joiners) or private-use characters."""
     import unicodedata
 
-    name = "".join("" if unicodedata.category(ch) == "Cf" else "_" if unicodedata.category(ch) in ("Co", "Cs", "Cn")
-                   else ch for ch in name)
+    name = "".join(_BY_CATEGORY.get(unicodedata.category(ch), ch) for ch in name)
     stem = _FORBIDDEN_IN_FILENAME.sub("_", name).strip(" ._") or "dokument"
     if suffix and stem.lower().endswith(suffix.lower()):
         stem = stem[: -len(suffix)].rstrip(" ._") or "dokument"

@@ -348,13 +348,18 @@ class ObjectStore:
     def _scan_prefix(self, prefix: str, scan: InboxScan) -> None:
         seen: dict[SubmissionKey, dict[str, int]] = {}
         etags: dict[SubmissionKey, dict[str, str]] = {}
+        problems: dict[str, list[tuple[str, str]]] = {}  # each folder's path checked once
         odd: dict[str, set[str]] = {}  # folders whose path breaks the contract: names seen
         for page in self._pages(prefix):
             for obj in page.get("Contents", ()):
                 parts = obj["Key"].split("/", 4)
-                if len(parts) == 5 and all(parts[1:]) and folder_problems(*parts[1:4]):
-                    odd.setdefault("/".join(parts[:4]) + "/", set()).add(parts[4])
-                    continue
+                if len(parts) == 5 and all(parts[1:]):
+                    folder = "/".join(parts[:4]) + "/"
+                    if folder not in problems:
+                        problems[folder] = folder_problems(*parts[1:4])
+                    if problems[folder]:
+                        odd.setdefault(folder, set()).add(parts[4])
+                        continue
                 parsed = parse_submission_key(obj["Key"])
                 if parsed is None:
                     continue
@@ -372,7 +377,7 @@ class ObjectStore:
                 scan.pending.append(key)
         for folder, names in odd.items():
             if READY_MARKER in names:  # a folder still being written is left alone, like any other
-                scan.refused[folder] = folder_problems(*folder.split("/")[1:4])
+                scan.refused[folder] = problems[folder]
 
     def list_ready_submissions(
         self, date: dt.date, source_systems: Iterable[str] | None = None
