@@ -23,6 +23,7 @@ from docpost.demo import logical_date_for as logical_date
 from docpost.generate import generate_night
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
+from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
 
@@ -40,14 +41,9 @@ def pki(tmp_path_factory):
 @pytest.fixture()
 def airflow_stack(tmp_path, s3_bucket, s3_endpoint, pg_url, pki):
     """Airflow home + env pointing at moto, a fresh ledger schema on PostgreSQL, the simulator."""
-    from sqlalchemy import create_engine, text
-
     from docpost.simulator.runner import start_simulator
 
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     register = tmp_path / "recipients.json"
     register.write_text("{}")
     sim = start_simulator(tmp_path / "sim", register, {}, tls_cert=pki.server_cert, tls_key=pki.server_key,

@@ -29,6 +29,7 @@ import pytest
 from docpost import demo, stack
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
+from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
 
@@ -56,8 +57,6 @@ def dags_test(env: dict, dag_id: str, logical_date: str, home: Path, conf: dict 
 
 
 def test_a_poisoned_night_through_the_dags(tmp_path, s3_bucket, s3_endpoint, pg_url, pki, monkeypatch):
-    from sqlalchemy import create_engine, text
-
     from docpost.generate import generate_night
     from docpost.ledger import ledger_at
     from docpost.mailsink import start_mailsink
@@ -65,10 +64,7 @@ def test_a_poisoned_night_through_the_dags(tmp_path, s3_bucket, s3_endpoint, pg_
     from docpost.simulator.runner import start_simulator
     from poison import inbound, receipts, submissions
 
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)
     ledger_at.cache_clear()
     store = ObjectStore()

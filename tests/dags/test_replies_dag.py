@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from docpost import stack
+from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
 
@@ -32,8 +33,6 @@ def pki(tmp_path_factory):
 
 def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
         tmp_path, s3_bucket, s3_endpoint, pg_url, pki, monkeypatch):
-    from sqlalchemy import create_engine, text
-
     from docpost import pipeline
     from docpost.ledger import ledger_at
     from docpost.generate import generate_night
@@ -42,10 +41,7 @@ def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
     from docpost.simulator.runner import start_simulator
     from docpost.storage import ObjectStore, S3Sink
 
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)
     ledger_at.cache_clear()
     pipeline._client_for.cache_clear()

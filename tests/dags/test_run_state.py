@@ -20,6 +20,7 @@ import pytest
 
 from docpost import stack
 from docpost.demo import logical_date_for
+from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
 
@@ -87,15 +88,10 @@ def test_demo_with_s3_unreachable_fails_its_run_and_exits_nonzero(tmp_path):
 def test_failed_delivery_chunk_fails_the_nightly_run_after_its_summary(tmp_path, s3_bucket, s3_endpoint, pg_url):
     """No SF1601 endpoint configured: every deliver task fails, the summary (all_done) still writes
     the night's report, and the run ends failed instead of successful."""
-    from sqlalchemy import create_engine, text
-
     from docpost.generate import generate_night
     from docpost.storage import ObjectStore, S3Sink
 
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     with S3Sink(ObjectStore()) as sink:
         generate_night(8, NIGHT, sink=sink, broken_share=0.0, seed=9)
     env = stack.airflow_env(tmp_path / "airflow", s3_endpoint_url=s3_endpoint, bucket=s3_bucket)

@@ -13,6 +13,7 @@ from docpost import pipeline
 from docpost.generate import generate_night
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
+from pg_support import fresh_schema
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +32,7 @@ def night(tmp_path, s3_bucket, pg_url, pki, monkeypatch):
     """A generated night in S3, a fresh ledger schema, a simulator knowing its recipients."""
     from docpost.ledger import ledger_at
     from docpost.simulator.runner import start_simulator
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:  # one fresh schema per test on the session database
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)
     ledger_at.cache_clear()
     pipeline._client_for.cache_clear()

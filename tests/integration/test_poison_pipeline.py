@@ -22,6 +22,7 @@ from docpost.ledger import MessageState
 from docpost.model import SubmissionKey
 from docpost.storage import ObjectStore, S3Sink, folder_problems
 from poison.submissions import FAILED, REJECTED, STAMPED, SUBMITTED, Poison, corpus, drop, recipients
+from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,15 +58,10 @@ def pki(tmp_path_factory):
 def poisoned_night(tmp_path, s3_bucket, pg_url, pki, monkeypatch):
     """A generated night of good letters and the poison corpus in S3, a fresh ledger schema, and a
     simulator whose register knows the generated recipients and the poisons' special ones."""
-    from sqlalchemy import create_engine, text
-
     from docpost.ledger import ledger_at
     from docpost.simulator.runner import start_simulator
 
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:  # one fresh schema per test on the session database
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)
     monkeypatch.setenv("DOCPOST_MAX_FAULTS", str(MAX_FAULTS))
     monkeypatch.setenv("DOCPOST_WINDOW_CONTENT", "cover")

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,8 +60,6 @@ def run_night(day=NIGHT, actor="test-run", chunk_size=25):
 def delivered(tmp_path_factory, s3_endpoint, pg_url, pki):
     """A generated night delivered to the simulator once for the module; env set for docpost."""
     import boto3
-    from sqlalchemy import create_engine, text
-
     from docpost import pipeline
     from docpost.generate import generate_night
     from docpost.ledger import ledger_at
@@ -77,10 +76,7 @@ def delivered(tmp_path_factory, s3_endpoint, pg_url, pki):
         mp.setenv(k, v)
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="eu-west-1").create_bucket(
         Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     ledger_at.cache_clear()
     pipeline._client_for.cache_clear()
     store = ObjectStore()

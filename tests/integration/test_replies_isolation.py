@@ -14,6 +14,7 @@ import json
 import logging
 
 import pytest
+from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,8 +25,6 @@ TODAY = dt.date(2026, 11, 27)
 def bench(tmp_path_factory, pg_url):
     """An empty reply-routing bench: a fresh database, the simulator (no night needed: the
     messages are injected), DOCPOST_* pointing at both."""
-    from sqlalchemy import create_engine, text
-
     from docpost.ledger import ledger_at
     from docpost.replies import service
     from docpost.simulator.runner import start_simulator
@@ -33,10 +32,7 @@ def bench(tmp_path_factory, pg_url):
 
     tmp = tmp_path_factory.mktemp("replies-isolation")
     pki = create_test_pki(tmp / "pki")
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_schema(pg_url)
     ledger_at.cache_clear()
     service._migrated.cache_clear()
     register = tmp / "recipients.json"
