@@ -27,6 +27,10 @@ def _choice(var: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+#: What to do with a printable supplied PDF whose address window is not free (the first: default).
+WINDOW_POLICIES = ("cover", "reject")
+
+
 @dataclass(frozen=True)
 class Settings:
     """docpost's settings, read from ``DOCPOST_*`` environment variables."""
@@ -80,5 +84,5 @@ def settings() -> Settings:
         chunk_size=int(os.environ.get("DOCPOST_CHUNK_SIZE", "500")),
         claim_lease_seconds=float(os.environ.get("DOCPOST_CLAIM_LEASE_SECONDS", "600")),
         max_faults=int(os.environ.get("DOCPOST_MAX_FAULTS", "3")),
-        window_content=_choice("DOCPOST_WINDOW_CONTENT", ("cover", "reject")),
+        window_content=_choice("DOCPOST_WINDOW_CONTENT", WINDOW_POLICIES),
     )

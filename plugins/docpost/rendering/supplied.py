@@ -20,6 +20,7 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import simpleSplit
 
 from docpost import model
+from docpost.config import WINDOW_POLICIES
 from docpost.model import ChannelWish
 from docpost.rendering.assemble import assemble
 from docpost.rendering.errors import NotPrintReady, PrintIssue, RenderError
@@ -27,8 +28,7 @@ from docpost.rendering.layout import PAGE_HEIGHT, PAGE_WIDTH, PageLayout
 from docpost.rendering.letter import BODY_SIZE, _Renderer, plain
 from docpost.rendering.printready import check_print_ready
 
-WINDOW_POLICIES = ("cover", "reject")
-DEFAULT_WINDOW_POLICY = "cover"
+DEFAULT_WINDOW_POLICY = WINDOW_POLICIES[0]
 #: Issue codes meaning "there is content in (or crossing / too close to) the address window" on page 1.
 WINDOW_CONTENT_CODES = frozenset({"print.content-in-address-window"})
 #: Every page-1 window issue an address cover page resolves (the supplied page 1 is no longer in the window).
