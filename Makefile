@@ -9,11 +9,11 @@ DEB_PACKAGES := poppler-utils docker-compose
 
 .PHONY: demo ui test test-fast bench lock debs clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml testbench/pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e . -e ./testbench
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -50,8 +50,11 @@ bench: $(STAMP)
 	  else $(BIN)/python $$b || exit 1; fi; done
 
 ## Re-resolve the lock file after changing dependencies in pyproject.toml.
+# requirements.lock: everything for development and tests (both extras); docker/requirements.lock:
+# the production image's subset, at the same versions.
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra testbench --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements.lock --python-version 3.11 -o docker/requirements.lock
 
 clean:
-	rm -rf $(VENV) .docpost build *.egg-info plugins/*.egg-info
+	rm -rf $(VENV) .docpost build *.egg-info plugins/*.egg-info testbench/*.egg-info

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from docpost import stack
+from docpost_testbench import stack
 
 NIGHT = dt.date(2026, 11, 2)
 NAIVE_NIGHT = dt.date(2026, 11, 3)
@@ -184,8 +184,8 @@ def scratch_db(shared: Shared, name: str) -> str:
 
 def prepare(shared: Shared, design: Design, count: int, dags_folder: Path | None, seed: int) -> None:
     """Drop the night into the design's bucket (timed), start its simulator, prepare its Airflow home."""
-    from docpost.generate import generate_night
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.generate import generate_night
+    from docpost_testbench.simulator.runner import start_simulator
     from docpost.storage import ObjectStore, S3Sink
 
     design.home.mkdir(parents=True)
@@ -464,7 +464,7 @@ def main() -> int:
     # SIGTERM (e.g. kill PID) unwinds like Ctrl-C, so the finally below stops every process
     signal.signal(signal.SIGTERM, _interrupted)
 
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     t0 = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="docpost-bench-nightly-"))

@@ -16,7 +16,8 @@ import resource
 import time
 
 from docpost import model
-from docpost.rendering import check_print_ready, render_letter, samples
+from docpost.rendering import check_print_ready, render_letter
+from docpost_testbench import samples
 from docpost.rendering.fonts import register_fonts
 
 PAGE = re.compile(rb"/Type /Page[^s]")

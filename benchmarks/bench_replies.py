@@ -30,10 +30,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-replies-"))
     os.environ["DOCPOST_DB_URL"] = args.db_url or f"sqlite:///{tmp / 'ledger.db'}"
     from docpost.hierarchy import load_hierarchy
-    from docpost.mailsink import start_mailsink
+    from docpost_testbench.mailsink import start_mailsink
     from docpost.replies import process_inbound
-    from docpost.simulator import inbound as sim_inbound
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.simulator import inbound as sim_inbound
+    from docpost_testbench.simulator.runner import start_simulator
 
     sim = start_simulator(tmp / "sim")
     sink = start_mailsink(tmp / "mail")

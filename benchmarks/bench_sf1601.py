@@ -67,8 +67,8 @@ def main() -> int:
     from docpost.channels.sf1601 import SF1601Client
     from docpost.fjernprint import build_forsendelse, build_kombi_request
     from docpost.memo import build_memo
-    from docpost.simulator import start_simulator
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.simulator import start_simulator
+    from docpost_testbench.pki import create_test_pki
 
     work = Path(tempfile.mkdtemp(prefix="bench-sf1601-"))
     pki = create_test_pki(work / "pki")

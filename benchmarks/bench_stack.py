@@ -14,7 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from docpost import stack
+from docpost_testbench import stack
 
 DAG = textwrap.dedent(
     """

@@ -15,8 +15,8 @@ import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from docpost import stack
-from docpost.generate import generate_night
+from docpost_testbench import stack
+from docpost_testbench.generate import generate_night
 from docpost.model import READY_MARKER
 from docpost.storage import ObjectStore, S3Sink, S3Submission
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from docpost import validation
-from docpost.generate import generate_night
+from docpost_testbench.generate import generate_night
 
 
 def run(root: Path, engine: str, expected: dict[str, list[str]]) -> tuple[float, int, list[str]]:

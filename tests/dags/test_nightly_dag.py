@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from docpost import stack
-from docpost.demo import logical_date_for as logical_date
-from docpost.generate import generate_night
+from docpost_testbench import stack
+from docpost_testbench.demo import logical_date_for as logical_date
+from docpost_testbench.generate import generate_night
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
 from pg_support import fresh_schema
@@ -33,7 +33,7 @@ S = MessageState
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("pki"))
 
@@ -41,7 +41,7 @@ def pki(tmp_path_factory):
 @pytest.fixture()
 def airflow_stack(tmp_path, s3_bucket, s3_endpoint, pg_url, pki):
     """Airflow home + env pointing at moto, a fresh ledger schema on PostgreSQL, the simulator."""
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.simulator.runner import start_simulator
 
     fresh_schema(pg_url)
     register = tmp_path / "recipients.json"

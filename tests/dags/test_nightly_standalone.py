@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from docpost import stack
-from docpost.generate import generate_night
+from docpost_testbench import stack
+from docpost_testbench.generate import generate_night
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
 
@@ -30,8 +30,8 @@ DONE = {MessageState.REJECTED, MessageState.SUBMITTED, MessageState.FAILED,
 
 
 def test_nightly_on_standalone_airflow_rest_trigger_and_backfill(tmp_path: Path):
-    from docpost.simulator.runner import start_simulator
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.simulator.runner import start_simulator
+    from docpost_testbench.pki import create_test_pki
 
     moto = stack.start_moto()
     stoppers = [moto.stop]

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from docpost import demo, stack
+from docpost_testbench import demo, stack
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
 from pg_support import fresh_schema
@@ -40,7 +40,7 @@ S = MessageState
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("pki"))
 
@@ -57,11 +57,11 @@ def dags_test(env: dict, dag_id: str, logical_date: str, home: Path, conf: dict 
 
 
 def test_a_poisoned_night_through_the_dags(tmp_path, s3_bucket, s3_endpoint, pg_url, pki, monkeypatch):
-    from docpost.generate import generate_night
+    from docpost_testbench.generate import generate_night
     from docpost.ledger import ledger_at
-    from docpost.mailsink import start_mailsink
+    from docpost_testbench.mailsink import start_mailsink
     from docpost.receipts import SET_ASIDE_PREFIX
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.simulator.runner import start_simulator
     from poison import inbound, receipts, submissions
 
     fresh_schema(pg_url)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from docpost import stack
+from docpost_testbench import stack
 from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
@@ -26,7 +26,7 @@ NIGHT = dt.date(2026, 11, 21)
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("pki"))
 
@@ -35,10 +35,10 @@ def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
         tmp_path, s3_bucket, s3_endpoint, pg_url, pki, monkeypatch):
     from docpost import pipeline
     from docpost.ledger import ledger_at
-    from docpost.generate import generate_night
-    from docpost.mailsink import start_mailsink
+    from docpost_testbench.generate import generate_night
+    from docpost_testbench.mailsink import start_mailsink
     from docpost.replies.mail import mail_address
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.simulator.runner import start_simulator
     from docpost.storage import ObjectStore, S3Sink
 
     fresh_schema(pg_url)

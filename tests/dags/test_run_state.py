@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from docpost import stack
-from docpost.demo import logical_date_for
+from docpost_testbench import stack
+from docpost_testbench.demo import logical_date_for
 from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
@@ -88,7 +88,7 @@ def test_demo_with_s3_unreachable_fails_its_run_and_exits_nonzero(tmp_path):
 def test_failed_delivery_chunk_fails_the_nightly_run_after_its_summary(tmp_path, s3_bucket, s3_endpoint, pg_url):
     """No SF1601 endpoint configured: every deliver task fails, the summary (all_done) still writes
     the night's report, and the run ends failed instead of successful."""
-    from docpost.generate import generate_night
+    from docpost_testbench.generate import generate_night
     from docpost.storage import ObjectStore, S3Sink
 
     fresh_schema(pg_url)

@@ -1,6 +1,6 @@
 """A real Airflow (``airflow standalone`` on SQLite) driven through its REST API.
 
-The stack comes from ``docpost.stack``: a moto S3 server subprocess and Airflow in a temporary
+The stack comes from ``docpost_testbench.stack``: a moto S3 server subprocess and Airflow in a temporary
 AIRFLOW_HOME, with a temporary dags folder holding a tiny DAG written here. Its task writes to
 S3 through docpost.storage, so the run also proves the Airflow connection (S3Hook) path inside
 a real task process. ``run_dag_through_rest`` is the harness the docpost_nightly test reuses.
@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from docpost import stack
+from docpost_testbench import stack
 from docpost.storage import ObjectStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.integration]

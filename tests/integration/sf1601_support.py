@@ -78,14 +78,14 @@ def write_register(path: Path, entries: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("pki"))
 
 
 def start(tmp_path: Path, pki, *, register: dict[str, str] | None = None, faults: dict | None = None,
           config: dict | None = None, state: Path | None = None, subprocess_mode: bool = False):
-    from docpost.simulator import start_simulator
+    from docpost_testbench.simulator import start_simulator
 
     register_path = write_register(tmp_path / "recipients.json", register) if register else None
     return start_simulator(

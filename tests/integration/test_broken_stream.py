@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 
 from docpost import pipeline
-from docpost.generate import generate_night
+from docpost_testbench.generate import generate_night
 from docpost.ledger import MessageState
 from docpost.storage import ObjectStore, S3Sink, StorageUnavailable
 

@@ -18,7 +18,7 @@ def _listening(host: str, port: int) -> bool:
 
 
 def test_demo_stack_starts_and_stops_every_part(tmp_path, monkeypatch):
-    from docpost import demo
+    from docpost_testbench import demo
 
     monkeypatch.setattr(os, "environ", dict(os.environ))  # start() points this process at its S3
     parts = demo.start(tmp_path / "demo", count=3, night=dt.date(2026, 11, 26), seed=1, broken_share=0.0,

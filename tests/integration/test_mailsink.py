@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from docpost.mailsink import start_mailsink
+from docpost_testbench.mailsink import start_mailsink
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from docpost import pipeline
-from docpost.generate import generate_night
+from docpost_testbench.generate import generate_night
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
 from pg_support import fresh_schema
@@ -22,7 +22,7 @@ NIGHT = dt.date(2026, 11, 26)
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("pki"))
 
@@ -31,7 +31,7 @@ def pki(tmp_path_factory):
 def night(tmp_path, s3_bucket, pg_url, pki, monkeypatch):
     """A generated night in S3, a fresh ledger schema, a simulator knowing its recipients."""
     from docpost.ledger import ledger_at
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.simulator.runner import start_simulator
     fresh_schema(pg_url)
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)
     ledger_at.cache_clear()

@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from docpost import pipeline
-from docpost.generate import generate_night
+from docpost_testbench.generate import generate_night
 from docpost.ledger import MessageState
 from docpost.model import SubmissionKey
 from docpost.storage import ObjectStore, S3Sink, folder_problems
@@ -49,7 +49,7 @@ class MemorySubmission:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("pki"))
 
@@ -59,7 +59,7 @@ def poisoned_night(tmp_path, s3_bucket, pg_url, pki, monkeypatch):
     """A generated night of good letters and the poison corpus in S3, a fresh ledger schema, and a
     simulator whose register knows the generated recipients and the poisons' special ones."""
     from docpost.ledger import ledger_at
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.simulator.runner import start_simulator
 
     fresh_schema(pg_url)
     monkeypatch.setenv("DOCPOST_DB_URL", pg_url)

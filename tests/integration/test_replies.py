@@ -40,7 +40,7 @@ MANUAL_REASON = {
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("pki"))
 
@@ -61,9 +61,9 @@ def delivered(tmp_path_factory, s3_endpoint, pg_url, pki):
     """A generated night delivered to the simulator once for the module; env set for docpost."""
     import boto3
     from docpost import pipeline
-    from docpost.generate import generate_night
+    from docpost_testbench.generate import generate_night
     from docpost.ledger import ledger_at
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.simulator.runner import start_simulator
     from docpost.storage import ObjectStore, S3Sink
 
     tmp = tmp_path_factory.mktemp("replies")
@@ -102,7 +102,7 @@ def world(delivered, tmp_path, monkeypatch):
     """Empty reply tables, a fresh loopback SMTP sink, SMTP settings pointing at it."""
     from sqlalchemy import text
 
-    from docpost.mailsink import start_mailsink
+    from docpost_testbench.mailsink import start_mailsink
     from docpost.replies.service import default_ledger
 
     sim, env, register = delivered
@@ -243,7 +243,7 @@ print(json.dumps(process_inbound("test:killed", batch_size=5, today=dt.date(2026
 
 
 def test_killed_pass_loses_nothing_and_mails_nothing_twice(world, tmp_path):
-    from docpost.mailsink import start_mailsink
+    from docpost_testbench.mailsink import start_mailsink
     from docpost.replies import process_inbound
     from docpost.replies.store import ReplyStore
 

@@ -27,8 +27,8 @@ def bench(tmp_path_factory, pg_url):
     messages are injected), DOCPOST_* pointing at both."""
     from docpost.ledger import ledger_at
     from docpost.replies import service
-    from docpost.simulator.runner import start_simulator
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.simulator.runner import start_simulator
+    from docpost_testbench.pki import create_test_pki
 
     tmp = tmp_path_factory.mktemp("replies-isolation")
     pki = create_test_pki(tmp / "pki")
@@ -55,7 +55,7 @@ def world(bench, tmp_path, monkeypatch):
     """Empty reply tables, nothing pending in the feed, a fresh loopback SMTP sink."""
     from sqlalchemy import text
 
-    from docpost.mailsink import start_mailsink
+    from docpost_testbench.mailsink import start_mailsink
     from docpost.replies.service import default_ledger
 
     led = default_ledger()

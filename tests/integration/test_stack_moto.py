@@ -1,4 +1,4 @@
-"""docpost.stack's moto server subprocess: starts on a free port, serves S3, stops cleanly."""
+"""docpost_testbench.stack's moto server subprocess: starts on a free port, serves S3, stops cleanly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from docpost import stack
+from docpost_testbench import stack
 from docpost.storage import ObjectStore
 
 pytestmark = pytest.mark.integration

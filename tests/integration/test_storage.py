@@ -12,7 +12,7 @@ import pytest
 
 from docpost import storage
 from docpost.model import READY_MARKER, SubmissionKey
-from docpost.generate import generate_night
+from docpost_testbench.generate import generate_night
 from docpost.storage import (
     InboxGuardError,
     ObjectNotFound,

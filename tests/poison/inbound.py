@@ -100,7 +100,7 @@ def memo(name: str, *, label: str = "Henvendelse", text: str | bytes = "Hej komm
     """A valid inbound MeMo (a new message to ``emne_id`` by its contactPointID unless given
     otherwise), with the odd parts given: ``text`` may be raw bytes (any encoding), each
     attachment is (file name, MIME type, bytes), ``additional`` is ReplyData/AdditionalReplyData."""
-    from docpost.simulator.inbound import build_inbound_memo
+    from docpost_testbench.simulator.inbound import build_inbound_memo
 
     raw = build_inbound_memo(
         message_uuid=_uuid(name), sender_id=CPR, sender_id_type="CPR", municipality_cvr=MUNICIPALITY_CVR,
@@ -278,7 +278,7 @@ def inject(sim: Any, cases: Iterable[PoisonInbound | tuple[str, bytes]] | None =
            prefix: str = "poison-", large: bool = True) -> dict[str, PoisonInbound | bytes]:
     """Queue messages in a running simulator's inbound feed; returns {service id: case}.
 
-    ``sim``: a :class:`~docpost.simulator.runner.SimulatorHandle`, an ``httpx.Client`` whose base
+    ``sim``: a :class:`~docpost_testbench.simulator.runner.SimulatorHandle`, an ``httpx.Client`` whose base
     URL is the simulator, or its base URL (plain HTTP; with mutual TLS pass the handle or a client
     carrying the certificate). ``cases`` defaults to :func:`corpus` (``large``); plain
     ``(id, memo)`` pairs (good messages, say from :func:`good`) can be mixed in, injected under

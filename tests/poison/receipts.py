@@ -160,7 +160,7 @@ def odd_receipts(*, known_uuid: str | None = None, duplicate_of: bytes | None = 
 def inject(sim: Any, cases: Iterable[PoisonReceipt | bytes]) -> dict[int, PoisonReceipt | bytes]:
     """Publish receipts at the end of a running simulator's feed; returns {cursor: case}.
 
-    ``sim``: a :class:`~docpost.simulator.runner.SimulatorHandle`, an ``httpx.Client`` (or a
+    ``sim``: a :class:`~docpost_testbench.simulator.runner.SimulatorHandle`, an ``httpx.Client`` (or a
     FastAPI ``TestClient``) whose base URL is the simulator, or the simulator's base URL (plain
     HTTP; with mutual TLS pass the handle or a client carrying the certificate). Good receipts
     (bytes) can be mixed in, in the order given.

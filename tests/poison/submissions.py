@@ -38,7 +38,7 @@ from pathlib import Path
 from lxml import etree
 
 from docpost import identifiers, model
-from docpost.generate import attention_xml, letter_xml, manifest_xml
+from docpost_testbench.generate import attention_xml, letter_xml, manifest_xml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_BYG = ROOT / "examples" / "inbox" / "byggesag" / "2026-01-15" / "byg-000002"

@@ -13,13 +13,11 @@ import docpost
 from docpost.errors import ConfigurationError, DocpostError, Unavailable, describe, internal_code
 
 CODE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*(\.[a-z0-9]+(-[a-z0-9]+)*)+")
-#: The test bench (simulator, embedded stack, demo, mail sink) is not the product.
-BENCH = ("docpost.simulator", "docpost.stack", "docpost.demo", "docpost.mailsink", "docpost.commands.simulator")
 
 
 def product_modules():
     for info in pkgutil.walk_packages(docpost.__path__, "docpost."):
-        if info.name.startswith(BENCH) or ".migrations" in info.name:
+        if ".migrations" in info.name:
             continue
         yield importlib.import_module(info.name)
 

@@ -1,4 +1,4 @@
-"""docpost.generate: realistic, deterministic nights with known broken submissions."""
+"""docpost_testbench.generate: realistic, deterministic nights with known broken submissions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from docpost import generate, validation
+from docpost import validation
+from docpost_testbench import generate
 
 SOURCES = {"sbsys", "momentum", "opus-debitor", "kmd-ydelse", "dubu", "byggesag"}
 

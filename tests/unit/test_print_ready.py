@@ -17,9 +17,9 @@ from docpost.rendering import (
     RenderError,
     check_print_ready,
     render_letter,
-    samples,
 )
 from docpost.rendering.printready import ensure_print_ready
+from docpost_testbench import samples
 
 W, H = A4
 

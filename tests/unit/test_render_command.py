@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppl
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory) -> list[Path]:
-    from docpost.generate import generate_night
+    from docpost_testbench.generate import generate_night
 
     root = tmp_path_factory.mktemp("night")
     generate_night(4, "2026-11-28", root, seed=1)
@@ -54,7 +54,7 @@ def test_supplied_main_pdf_is_print_checked(night, tmp_path, capsys):
     assert main(["render", str(folder), "--out", str(out)]) == 0, capsys.readouterr().err
     assert out.exists() and "not print-ready" not in capsys.readouterr().err
     # the same letter with body text running through the address window is refused, with the rule
-    from docpost.generate import pdf_document
+    from docpost_testbench.generate import pdf_document
 
     broken = tmp_path.joinpath("inbox", *folder.parts[-3:])  # same source system, date and id
     shutil.copytree(folder, broken)

@@ -29,8 +29,8 @@ from docpost.rendering import (
     assemble,
     check_print_ready,
     render_letter,
-    samples,
 )
+from docpost_testbench import samples
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 DPI = 50
@@ -203,7 +203,7 @@ def test_rendered_letters_pass_the_print_check(pdfs):
 def test_same_input_renders_identical_bytes_also_in_a_fresh_process(pdfs, tmp_path):
     assert render(samples.company_letter()) == pdfs["company"]
     script = (
-        "import sys; from docpost.rendering import render_letter, samples; "
+        "import sys; from docpost.rendering import render_letter; from docpost_testbench import samples; "
         f"sys.stdout.buffer.write(render_letter(samples.company_letter(), samples.letterhead(), {REPLY!r}, "
         "'R-1', samples.CREATED))"
     )

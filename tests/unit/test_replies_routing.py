@@ -12,7 +12,7 @@ from docpost.replies.errors import InboundHostile, InboundMalformed
 from docpost.replies.mail import compose, mail_address, message_id_for
 from docpost.replies.parsing import InboundMessage, legacy_number, parse_inbound
 from docpost.replies.routing import Original, route
-from docpost.simulator.inbound import HOSTILE_LAUGHS, HOSTILE_XXE, build_inbound_memo
+from docpost_testbench.simulator.inbound import HOSTILE_LAUGHS, HOSTILE_XXE, build_inbound_memo
 
 TODAY = dt.date(2026, 11, 27)
 H = load_hierarchy()

@@ -1,4 +1,4 @@
-"""docpost.stack without Airflow: process-tree shutdown and the embedded environment."""
+"""docpost_testbench.stack without Airflow: process-tree shutdown and the embedded environment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from docpost import stack
+from docpost_testbench import stack
 
 # A leader that starts a child which leaves for a process group of its own (as Airflow's task
 # runners do) and a grandchild; all of them sleep. The leader prints the pids it started.

@@ -26,9 +26,9 @@ from docpost.rendering import (
     check_supplied,
     printed_copy,
     render_letter,
-    samples,
 )
 from docpost.rendering.supplied import COVER_NOTE, window_issues
+from docpost_testbench import samples
 
 ROOT = Path(__file__).resolve().parents[2]
 BYG = ROOT / "examples/inbox/byggesag/2026-01-15/byg-000002"

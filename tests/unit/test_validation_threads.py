@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from docpost.generate import generate_night
+from docpost_testbench.generate import generate_night
 from docpost.validation import discover, validate
 
 

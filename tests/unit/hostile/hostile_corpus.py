@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from docpost.generate import pdf_document
+from docpost_testbench.generate import pdf_document
 
 ROOT = Path(__file__).resolve().parents[3]
 CITIZEN = ROOT / "examples/inbox/sbsys/2026-01-15/sbsys-000001"  # manifest + brev.xml

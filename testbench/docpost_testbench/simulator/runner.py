@@ -162,7 +162,7 @@ def _start_thread(state_dir, register_path, faults, tls_cert, tls_key, ca, host,
                   startup_timeout) -> SimulatorHandle:
     import uvicorn
 
-    from docpost.simulator.app import SimulatorConfig, create_app
+    from docpost_testbench.simulator.app import SimulatorConfig, create_app
 
     app = create_app(state_dir, register_path, faults, ca=ca, config=SimulatorConfig(**config))
     sock = _bind(host, port)
@@ -187,7 +187,7 @@ def _start_thread(state_dir, register_path, faults, tls_cert, tls_key, ca, host,
 
 def fault_arguments(faults: dict) -> list[str]:
     """CLI flags for a faults dict (``error_5xx`` -> ``--fault-5xx`` ...)."""
-    from docpost.commands.simulator import FAULT_FLAGS
+    from docpost_testbench.simulator.app import FAULT_FLAGS
 
     args: list[str] = []
     for key, value in faults.items():

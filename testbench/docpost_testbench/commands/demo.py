@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from docpost import demo
+    from docpost_testbench import demo
 
     return demo.run(count=args.count, night=args.night, seed=args.seed, broken_share=args.broken_share,
                     home=args.home, ui=args.ui, dag_s3_endpoint_url=args.dag_s3_endpoint_url)

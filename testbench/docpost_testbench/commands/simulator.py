@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-# faults field -> CLI flag (also used by docpost.simulator.runner for subprocesses)
-FAULT_FLAGS = {
-    "error_5xx": "--fault-5xx",
-    "rate_limit": "--fault-429",
-    "timeout": "--fault-timeout",
-    "drop": "--fault-drop",
-    "slow": "--fault-slow",
-    "duplicate_receipts": "--fault-duplicate-receipts",
-    "out_of_order_receipts": "--fault-out-of-order-receipts",
-    "timeout_seconds": "--fault-timeout-seconds",
-    "slow_seconds": "--fault-slow-seconds",
-    "retry_after": "--fault-retry-after",
-}
+from docpost_testbench.simulator.app import FAULT_FLAGS
+
 _FAULT_HELP = {
     "error_5xx": "share of /kombi requests answered 503 (0..1)",
     "rate_limit": "share answered 429 with Retry-After",
@@ -65,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from docpost import config
-    from docpost.simulator import SimulatorConfig, create_app, serve
-    from docpost.simulator.runner import READY_PREFIX
+    from docpost_testbench.simulator import SimulatorConfig, create_app, serve
+    from docpost_testbench.simulator.runner import READY_PREFIX
 
     tls_cert, tls_key, client_ca = args.tls_cert, args.tls_key, args.client_ca
     if args.make_test_pki:
-        from docpost.tlsutil import create_test_pki
+        from docpost_testbench.pki import create_test_pki
 
         pki = create_test_pki(Path(args.make_test_pki))
         tls_cert, tls_key, client_ca = str(pki.server_cert), str(pki.server_key), str(pki.ca_cert)

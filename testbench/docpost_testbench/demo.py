@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from docpost import config, stack
+from docpost import config
+from docpost_testbench import stack
 from docpost.dag_defaults import WATCHER, WATCHER_FAILURE
 
 NIGHTLY = "docpost_nightly"
@@ -97,10 +98,10 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
 
     ``dag_s3_endpoint_url`` (tests) points the DAGs at another S3 endpoint than the moto server.
     """
-    from docpost.generate import generate_night
-    from docpost.simulator.runner import start_simulator
+    from docpost_testbench.generate import generate_night
+    from docpost_testbench.simulator.runner import start_simulator
     from docpost.storage import ObjectStore, S3Sink
-    from docpost.tlsutil import create_test_pki
+    from docpost_testbench.pki import create_test_pki
 
     if home.exists():
         shutil.rmtree(home)
@@ -127,7 +128,7 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
         parts.simulator = sim
         parts.stoppers.append(sim.stop)
         say(f"SF1601 simulator    {sim.url} (mutual TLS)")
-        from docpost.mailsink import start_mailsink
+        from docpost_testbench.mailsink import start_mailsink
 
         parts.mailsink = start_mailsink(home / "mailboxes")
         parts.stoppers.append(parts.mailsink.stop)

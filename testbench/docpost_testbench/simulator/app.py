@@ -30,9 +30,9 @@ from lxml import etree
 
 from docpost import receipts as rc
 from docpost.model import mask_identifier
-from docpost.simulator import inbound
-from docpost.simulator.kombi import KombiRejected, read_kombi_request
-from docpost.simulator.store import Store
+from docpost_testbench.simulator import inbound
+from docpost_testbench.simulator.kombi import KombiRejected, read_kombi_request
+from docpost_testbench.simulator.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,21 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+# Faults field -> the `docpost simulator` flag that sets it (the runner passes faults to a subprocess)
+FAULT_FLAGS = {
+    "error_5xx": "--fault-5xx",
+    "rate_limit": "--fault-429",
+    "timeout": "--fault-timeout",
+    "drop": "--fault-drop",
+    "slow": "--fault-slow",
+    "duplicate_receipts": "--fault-duplicate-receipts",
+    "out_of_order_receipts": "--fault-out-of-order-receipts",
+    "timeout_seconds": "--fault-timeout-seconds",
+    "slow_seconds": "--fault-slow-seconds",
+    "retry_after": "--fault-retry-after",
+}
 
 
 @dataclass
@@ -262,7 +277,7 @@ class Simulator:
             return 400, answer
         transmission_id = self.new_uuid()
         self.deliver(transaction_id, transmission_id, letter)
-        try:  # what a reply to this letter needs (see docpost.simulator.inbound)
+        try:  # what a reply to this letter needs (see docpost_testbench.simulator.inbound)
             inbound.remember_letter(self.store.db, body)
         except etree.LxmlError:  # already checked by read_kombi_request; never fail a send
             log.warning("could not record reply facts of transaction %s", transaction_id)

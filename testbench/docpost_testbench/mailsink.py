@@ -3,7 +3,7 @@
 ``start_mailsink(dir)`` runs aiosmtpd in a background thread; every accepted mail is written
 to ``dir`` as one ``.eml`` file (the envelope recipients in an ``X-Mailsink-Rcpt-To`` header)
 before the server answers ``250``, so a mail the client saw accepted is always on disk.
-``handle.messages()`` reads them back in arrival order. ``python -m docpost.mailsink DIR``
+``handle.messages()`` reads them back in arrival order. ``python -m docpost_testbench.mailsink DIR``
 runs one in the foreground.
 
 Like a mailbox store (Exchange's DeliveredTo table), the sink delivers a mail only once per
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import time
 
-    parser = argparse.ArgumentParser(prog="python -m docpost.mailsink")
+    parser = argparse.ArgumentParser(prog="python -m docpost_testbench.mailsink")
     parser.add_argument("directory")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

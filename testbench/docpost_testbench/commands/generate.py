@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from docpost.generate import generate_night
+    from docpost_testbench.generate import generate_night
 
     if args.count < 0:
         print("docpost generate: --count must not be negative", file=sys.stderr)

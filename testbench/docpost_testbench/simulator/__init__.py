@@ -5,8 +5,8 @@ tests and the demo; ``docpost simulator`` runs it from the command line. See
 docs/sf1601-simulator.md.
 """
 
-from docpost.simulator.app import Faults, SimulatorConfig, create_app, load_register
-from docpost.simulator.runner import SimulatorHandle, serve, start_simulator
+from docpost_testbench.simulator.app import Faults, SimulatorConfig, create_app, load_register
+from docpost_testbench.simulator.runner import SimulatorHandle, serve, start_simulator
 
 __all__ = ["Faults", "SimulatorConfig", "SimulatorHandle", "create_app", "load_register", "serve",
            "start_simulator"]
