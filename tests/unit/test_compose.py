@@ -57,6 +57,9 @@ def test_resolved_services_are_wired_to_minio_postgres_and_the_simulator():
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert services["airflow-apiserver"]["ports"] == [{"published": 8080, "target": 8080}]
     assert services["sf1601-simulator"]["command"][:2] == ["docpost", "simulator"]
+    # The bench (the simulator) has its own image; every Airflow component runs the product image.
+    assert services["sf1601-simulator"]["build"]["target"] == "testbench"
+    assert all("target" not in services[name]["build"] for name in AIRFLOW_SERVICES)
 
 
 def test_image_is_the_official_airflow_release_the_lock_pins():
@@ -64,4 +67,9 @@ def test_image_is_the_official_airflow_release_the_lock_pins():
     lock = (ROOT / "requirements.lock").read_text()
     assert "apache-airflow==3.3.2" in lock
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
-    assert "pip install --no-cache-dir -e /opt/docpost" in dockerfile
+    # The product stage installs the production lock, then docpost itself non-editable, no bench.
+    product = dockerfile.split("AS testbench")[0]
+    assert "pip install --no-cache-dir -r /opt/docpost/docker/requirements.lock" in product
+    assert "pip install --no-cache-dir --no-deps /opt/docpost\n" in product
+    assert " -e " not in dockerfile and "testbench" not in product.split("AS product", 1)[1]
+    assert dockerfile.rstrip().endswith("FROM product")  # the default build is the product image
