@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "tests" / "fixtures" / "reference"  # third-party samples, see its PROVENANCE.md
 PG_ADMIN_URL = os.environ.get("DOCPOST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -22,8 +22,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """The real third-party samples in ../shared/reference (tests only; product code never)."""
-    assert REFERENCE.is_dir(), f"reference data missing at {REFERENCE}"
+    """The real third-party samples in tests/fixtures/reference (tests only; product code never).
+
+    They are part of the repository: a missing folder is an error, never a reason to skip."""
+    assert REFERENCE.is_dir(), f"reference fixtures missing at {REFERENCE}: they are tracked in git"
     return REFERENCE
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 import uuid
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -285,9 +286,9 @@ def _digitalpostparametre_schema(oio, tmp_path):
     return etree.XMLSchema(etree.parse(str(tmp_path / "entry.xsd")))
 
 
-def test_legacy_fields_validate_against_the_real_digitalpostparametre(profiles, reference_dir,
-                                                                       tmp_path):
-    oio = reference_dir / "kombit-sf1600/SF1600_EP_SP1-2/xsd/oio"
+def test_legacy_fields_validate_against_the_real_digitalpostparametre(profiles, tmp_path):
+    # the unchanged KOMBIT copy the product ships (origin: schemas/kombit/README.md)
+    oio = Path(__file__).resolve().parents[2] / "schemas/kombit/SF1600_EP_SP1-2/xsd/oio"
     schema = _digitalpostparametre_schema(oio, tmp_path)
     fjernprint = "urn:oio:fjernprint:1.0.0"
     for sub in (submission(document_type="kvittering"), submission()):
