@@ -4,7 +4,6 @@ no heavy imports)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pendulum
 
@@ -16,7 +15,9 @@ WATCHER_FAILURE = "a task of this run failed after its retries: the run is faile
 
 def task_retries() -> int:
     """Retries per task: ``DOCPOST_TASK_RETRIES`` (default 3; the failure tests set 0)."""
-    return int(os.environ.get("DOCPOST_TASK_RETRIES", "3"))
+    from docpost.settings import settings
+
+    return settings().task_retries
 
 
 def default_args(retry_delay_seconds: int = 20, max_retry_minutes: int = 15) -> dict:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import sys
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -167,8 +165,8 @@ def _read_body(resp: dict, key: str, limit: int | None = None) -> bytes:
 class ObjectStore:
     """S3 access for docpost, with a count of the S3 requests made (``calls``, ``calls_by_op``).
 
-    ``backend`` is ``"auto"`` (the S3Hook when running under Airflow and the connection exists,
-    else boto3), ``"hook"`` or ``"boto3"``. The client is thread-safe and shared by the sink's pool.
+    ``backend`` is ``"auto"`` (the S3Hook when :func:`docpost.settings.under_airflow` and the
+    connection exists, else boto3), ``"hook"`` or ``"boto3"``. The client is thread-safe and shared by the sink's pool.
     """
 
     def __init__(
@@ -220,9 +218,8 @@ class ObjectStore:
     def _use_hook(self) -> bool:
         if self._backend != "auto":
             return self._backend == "hook"
-        # Under Airflow (a task has imported it) or with the connection in the environment.
-        env_var = f"AIRFLOW_CONN_{self.aws_conn_id.upper()}"
-        return "airflow.sdk" in sys.modules or env_var in os.environ
+        # Under Airflow, or with this connection defined in Airflow's AIRFLOW_CONN_* form.
+        return config.under_airflow(self.aws_conn_id)
 
     def _hook_client(self) -> Any | None:
         """The S3Hook's client, or None when the Airflow connection does not exist."""
@@ -250,14 +247,14 @@ class ObjectStore:
     def _boto3_client(self) -> Any:
         import boto3
 
+        s = config.settings()
         kwargs: dict[str, Any] = {
             "endpoint_url": self.endpoint_url,
-            "region_name": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "eu-west-1",
+            "region_name": s.aws_region,
             "config": self._botocore_config(),
         }
         host = urlparse(self.endpoint_url).hostname if self.endpoint_url else None
-        has_env_creds = "AWS_ACCESS_KEY_ID" in os.environ or "AWS_PROFILE" in os.environ
-        if host in _LOOPBACK_HOSTS and not has_env_creds:
+        if host in _LOOPBACK_HOSTS and not s.aws_env_credentials:
             # The embedded moto server accepts any key; don't wander the credential chain for one.
             kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
         return boto3.client("s3", **kwargs)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 from ledger_support import DAY, S, advance, cpr, ledger, postgresql_ledger, registration, sqlite_ledger  # noqa: F401
 
-from docpost.commands import ledger as ledger_commands
+from docpost.cli import main
 from docpost.ledger import Ledger, Receipt
 
 pytestmark = pytest.mark.integration
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="docpost")
-    ledger_commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The command through docpost.cli.main: its one error path and exit codes (0 ok, 1 a problem
+    found or the request refused, 2 usage error, 3 configuration/infrastructure)."""
+    return main(list(argv))
 
 
 @pytest.fixture()
@@ -49,6 +47,18 @@ def test_status_prints_the_timeline_with_the_recipient_masked(ledger, db, capsys
     assert run("status", "SAG-0000") == 0  # case number: every letter of the case
     assert capsys.readouterr().out.count("Message ") == 10
     assert run("status", "no-such-thing") == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no message matches" in captured.err
+
+    assert run("status", m.message_uuid, "--output", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    (one,) = data["messages"]
+    assert one["message_uuid"] == m.message_uuid and one["state"] == "DELIVERED_DIGITAL"
+    assert (one["recipient_id_type"], one["recipient_masked"]) == ("CPR", f"{cpr(0)[:6]}-****")
+    assert cpr(0) not in json.dumps(data) and "recipient_hash" not in one and "title" not in one
+    assert [e["to"] for e in one["history"]][-1] == "DELIVERED_DIGITAL"
+    assert run("status", "no-such-thing", "--output", "json") == 1
+    assert json.loads(capsys.readouterr().out)["messages"] == []
 
 
 def test_report_as_tables_and_json(ledger, db, capsys):
@@ -69,12 +79,15 @@ def test_report_as_tables_and_json(ledger, db, capsys):
     value = next(line for line in out.splitlines() if line.startswith("sbsys "))
     assert header.index("total") + len("total") == value.index("5") + 1  # right-aligned columns
 
-    assert run("report", "--date", DAY.isoformat(), "--json") == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["total"] == 6 and data["by_state"]["RECEIVED"] == 4
-    assert data["by_source_system"]["dubu"] == {"RECEIVED": 1}
-    assert [c["submission_id"] for c in data["conflicts"]] == ["SUB-000003"]
-    assert run("report", "--date", "27-11-2026") == 2
+    for flag in (("--output", "json"), ("--json",)):  # --json: the deprecated alias
+        assert run("report", "--date", DAY.isoformat(), *flag) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["total"] == 6 and data["by_state"]["RECEIVED"] == 4
+        assert data["by_source_system"]["dubu"] == {"RECEIVED": 1}
+        assert [c["submission_id"] for c in data["conflicts"]] == ["SUB-000003"]
+    assert run("report", "--date", "27-11-2026") == 2  # argparse's usage error
+    captured = capsys.readouterr()
+    assert captured.out == "" and "YYYY-MM-DD" in captured.err
 
 
 def test_cancel_requeue_and_purge_commands(ledger, db, capsys):
@@ -84,19 +97,29 @@ def test_cancel_requeue_and_purge_commands(ledger, db, capsys):
     first, failed, submitted = ledger.messages(ids)
 
     assert run("cancel", first.message_uuid, "--reason", "sent by mistake", "--actor", "operator:jane") == 0
-    assert run("cancel", submitted.message_uuid, "--reason", "too late") == 2
-    err = capsys.readouterr().err
-    assert "ledger.illegal-transition" in err and "SUBMITTED -> CANCELLED" in err
+    assert "cancelled 1 message(s)" in capsys.readouterr().out
+    assert run("cancel", submitted.message_uuid, "--reason", "too late") == 1  # refused
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("docpost: error: ledger.illegal-transition: ")
+    assert "SUBMITTED -> CANCELLED" in captured.err
+    assert run("cancel", first.message_uuid, "--reason", "again", "--output", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"already_cancelled": [first.message_uuid], "cancelled": []}
     assert run("requeue", failed.message_uuid, "--reason", "fixed") == 0
     assert "now RENDERED" in capsys.readouterr().out
-    assert run("requeue", "11111111-2222-4333-8444-555555555555") == 2
-    assert "ledger.unknown-message" in capsys.readouterr().err
+    assert run("requeue", "11111111-2222-4333-8444-555555555555") == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("docpost: error: ledger.unknown-message: ")
     a, b, _ = ledger.messages(ids)
     assert a.state is S.CANCELLED and ledger.history(a.id)[-1].actor == "operator:jane"
     assert b.state is S.RENDERED
 
+    assert run("purge", "--older-than", "-1") == 2
+    assert "zero or more days" in capsys.readouterr().err
     assert run("purge", "--older-than", "0") == 0
     assert "1 settled message" in capsys.readouterr().out
+    assert run("purge", "--older-than", "0", "--output", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"messages": 0, "older_than_days": 0.0, "replies": 0}
     assert ledger.messages(ids[:1])[0].recipient_masked is None
 
 
@@ -112,6 +135,8 @@ def test_db_upgrade_works_from_any_directory(tmp_path, monkeypatch, capsys):
     assert head != "0001_ledger"  # later migrations (reply routing) chain after the ledger's
     assert run("db", "upgrade") == 0
     assert head in capsys.readouterr().out
+    assert run("db", "upgrade", "--output", "json") == 0
+    assert json.loads(capsys.readouterr().out)["revision"] == head
     fresh = Ledger(url)
     assert fresh.revision() == head
     assert fresh.register([registration(1)], actor="t").created

@@ -297,18 +297,13 @@ def test_killed_pass_loses_nothing_and_mails_nothing_twice(world, tmp_path):
 
 
 def test_manual_assignment_by_cli_mails_and_records_who(world, capsys):
-    import argparse
-
-    from docpost.commands import replies as replies_commands
+    from docpost.cli import main
     from docpost.hierarchy import load_hierarchy
     from docpost.replies import process_inbound
     from docpost.replies.mail import mail_address
 
-    def run(*argv: str) -> int:
-        parser = argparse.ArgumentParser(prog="docpost")
-        replies_commands.register(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(argv)
-        return args.func(args)
+    def run(*argv: str) -> int:  # through docpost.cli.main: its error path and exit codes
+        return main(list(argv))
 
     sim, sink, led, _, register = world
     items = generate(sim, {"unknown_contact_point": 1, "unknown_original": 1, "hostile": 1}, seed=41)["generated"]
@@ -319,6 +314,10 @@ def test_manual_assignment_by_cli_mails_and_records_who(world, capsys):
         assert item["id"] in out
     assert "route.unknown-contact-point" in out and "inbound.hostile" in out
     assert not [n for n in register if n in out]  # masked
+    assert run("replies", "manual", "--output", "json") == 0
+    queue = json.loads(capsys.readouterr().out)["queue"]
+    assert {row["inbound_id"] for row in queue} >= {item["id"] for item in items}
+    assert not [n for n in register if n in json.dumps(queue)]  # masked
 
     target = next(i for i in items if i["kind"] == "unknown_contact_point")
     assert run("replies", "assign", target["id"], "1001", "--actor", "sagsbehandler:jane") == 0
@@ -332,16 +331,22 @@ def test_manual_assignment_by_cli_mails_and_records_who(world, capsys):
     why = capsys.readouterr().out
     assert "route.unknown-contact-point" in why and "manual-assign" in why and "sagsbehandler:jane" in why
     assert "mail: sent" in why
+    assert run("replies", "why", target["id"], "--output", "json") == 0
+    why_json = json.loads(capsys.readouterr().out)
+    assert why_json["inbound"]["assigned_by"] == "sagsbehandler:jane" and why_json["mail"]["state"] == "sent"
+    assert "manual-assign" in [d["rule"] for d in why_json["decisions"]]
 
     # assigned twice: refused, not mailed again; a hostile message cannot be assigned
-    assert run("replies", "assign", target["id"], "1002") == 2
+    assert run("replies", "assign", target["id"], "1002") == 1  # refused: exit 1, error on stderr
     hostile = next(i for i in items if i["kind"] == "hostile")
-    assert run("replies", "assign", hostile["id"], "1001") == 2
-    assert "hostile" in capsys.readouterr().err
+    assert run("replies", "assign", hostile["id"], "1001") == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "hostile" in captured.err
+    assert all(line.startswith("docpost: error: ") for line in captured.err.splitlines())
     assert len(by_inbound_id(sink)[target["id"]]) == 1
     # a closed Emne is refused
     unknown = next(i for i in items if i["kind"] == "unknown_original")
-    assert run("replies", "assign", unknown["id"], "1005") == 2
+    assert run("replies", "assign", unknown["id"], "1005") == 1
 
     # retention: the mailed ones lose their personal data, the decisions stay; waiting ones keep it
     from docpost.replies.store import ReplyStore

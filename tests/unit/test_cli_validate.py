@@ -1,4 +1,6 @@
-"""The real ``docpost`` console script: generate, then validate (text and JSON)."""
+"""The real ``docpost`` console script: generate, then validate (text and JSON).
+
+Exit codes: 0 all valid, 1 any rejected, 2 PATH is no folder (docpost.cli has the table)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def night(tmp_path_factory) -> Path:
 def test_validate_prints_rejections_and_summary(night):
     expected = json.loads((night / "expected.json").read_text())
     done = docpost("validate", str(night))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # ran, and rejected some
+    assert done.stderr == ""  # data on stdout; no progress bar outside a terminal
     lines = done.stdout.splitlines()
     rejected = {line.split()[1].rstrip(":") for line in lines if line.startswith("REJECTED ")}
     assert rejected == {key for key, codes in expected.items() if codes}
@@ -43,17 +46,22 @@ def test_validate_prints_rejections_and_summary(night):
         assert any(line.split() == [code, str(n)] for line in lines), code
 
 
-def test_validate_json_one_object_per_submission(night):
+@pytest.mark.parametrize("flag", [("--output", "json"), ("--json",)])  # --json: deprecated alias
+def test_validate_json_one_document(night, flag):
     expected = json.loads((night / "expected.json").read_text())
-    done = docpost("validate", str(night), "--json")
-    assert done.returncode == 0
-    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    done = docpost("validate", str(night), *flag)
+    assert done.returncode == 1 and done.stderr == ""
+    document = json.loads(done.stdout)
+    assert set(document) == {"submissions", "summary"}
+    objects = document["submissions"]
     assert len(objects) == 30
     for obj in objects:
         assert set(obj) == {"submission", "valid", "errors"}
         assert obj["valid"] is (not expected[obj["submission"]])
         assert {e["code"] for e in obj["errors"]} == set(expected[obj["submission"]])
-    assert "30 submissions: 15 valid, 15 rejected" in done.stderr
+    summary = document["summary"]
+    assert (summary["submissions"], summary["valid"], summary["rejected"]) == (30, 15, 15)
+    assert sum(summary["by_code"].values()) >= 15
 
 
 def test_validate_one_folder_verbose(tmp_path):
@@ -64,11 +72,12 @@ def test_validate_one_folder_verbose(tmp_path):
     (broken / "manifest.xml").write_text("<Manifest")
     (broken / "_READY").write_text("")
     done = docpost("validate", "-v", str(broken))
-    assert done.returncode == 0
+    assert done.returncode == 1
     assert "dubu/2026-01-15/x: REJECTED" in done.stdout and "xml.malformed: manifest.xml line 1" in done.stdout
 
 
 def test_exit_code_when_it_cannot_run(tmp_path):
     done = docpost("validate", str(tmp_path / "missing"))
-    assert done.returncode == 2 and "not a folder" in done.stderr
+    assert done.returncode == 2 and "not a folder" in done.stderr and done.stdout == ""
+    assert done.stderr.startswith("docpost: error: cli.usage: ")
     assert docpost("generate", "--count", "1", "--out", str(tmp_path), "--broken-share", "2").returncode == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import getpass
 
+from docpost.commands._output import EXIT_OK, EXIT_PROBLEM, add_output_argument, emit, iso_date, note
+
 
 def _operator(args: argparse.Namespace) -> str:
     return args.actor or f"operator:{getpass.getuser()}"
@@ -16,98 +18,98 @@ def _ledger(args: argparse.Namespace):
     return Ledger(args.db_url) if args.db_url else Ledger.from_settings()
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
     parser.add_argument("--db-url", help="ledger database URL (default: DOCPOST_DB_URL or the Airflow connection)")
+    if output:
+        add_output_argument(parser)
 
 
-def _errors(func):
-    """Run a command; ledger errors become a message on stderr and exit code 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        import sys
-
-        from docpost.ledger import LedgerError
-
-        try:
-            return func(args)
-        except LedgerError as exc:
-            print(f"docpost: {exc}", file=sys.stderr)
-            return 2
-
-    return run
+def _days(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be zero or more days")
+    return value
 
 
-@_errors
+#: what of a message ``status --output json`` shows: what its timeline shows, nothing more
+#: (never the recipient's keyed hash, the title or the file listing)
+MESSAGE_FIELDS = (
+    "message_uuid", "transaction_id", "source_system", "submission_date", "submission_id", "state",
+    "channel", "attempts", "recipient_id_type", "recipient_masked", "case_number", "document_number",
+    "document_type", "reply_type", "reply_postkasse_id", "reply_emne_id", "reason_code", "reason_text",
+    "receipt_status", "claimed_by", "claim_expires_at", "s3_prefix", "purged_at",
+)
+
+
+def message_json(message, history) -> dict:
+    data = {name: getattr(message, name) for name in MESSAGE_FIELDS}
+    data["history"] = [{"at": e.at, "from": e.from_state, "to": e.to_state, "actor": e.actor, "detail": e.detail}
+                       for e in history]
+    return data
+
+
 def db_upgrade(args: argparse.Namespace) -> int:
     with _ledger(args) as ledger:
         ledger.upgrade(args.revision)
-        print(f"ledger at revision {ledger.revision()} ({ledger!r})")
-    return 0
+        data = {"revision": ledger.revision(), "ledger": repr(ledger)}
+    emit(args, data, text=f"ledger at revision {data['revision']} ({data['ledger']})")
+    return EXIT_OK
 
 
-@_errors
 def status(args: argparse.Namespace) -> int:
     from docpost.ledger.views import timeline
 
     with _ledger(args) as ledger:
-        found = ledger.find(args.query)
-        if not found:
-            print(f"no message matches {args.query!r} (message UUID, submission id or case number)")
-            return 1
-        print("\n\n".join(timeline(m, ledger.history(m.id)) for m in found))
-    return 0
+        found = [(m, ledger.history(m.id)) for m in ledger.find(args.query)]
+    emit(args, {"query": args.query, "messages": [message_json(m, h) for m, h in found]},
+         text="\n\n".join(timeline(m, h) for m, h in found))
+    if not found:
+        note(f"no message matches {args.query!r} (message UUID, submission id or case number)")
+        return EXIT_PROBLEM
+    return EXIT_OK
 
 
-@_errors
 def report(args: argparse.Namespace) -> int:
-    import datetime as dt
-    import json
-
     from docpost.ledger.views import report_text
 
-    try:
-        day = dt.date.fromisoformat(args.date)
-    except ValueError:
-        print(f"docpost: --date must be YYYY-MM-DD, not {args.date!r}")
-        return 2
     with _ledger(args) as ledger:
-        result = ledger.report(day, overdue_hours=args.overdue_hours)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else report_text(result))
-    return 0
+        result = ledger.report(args.date, overdue_hours=args.overdue_hours)
+    emit(args, result.to_dict(), text=report_text(result))
+    return EXIT_OK
 
 
-@_errors
 def purge(args: argparse.Namespace) -> int:
-    if args.older_than < 0:
-        print("docpost: --older-than must be zero or more days")
-        return 2
     from docpost.replies.store import ReplyStore
 
     with _ledger(args) as ledger:
         n = ledger.purge(args.older_than, _operator(args))
         replies = ReplyStore(ledger).purge(args.older_than)
-    print(f"removed personal data of {n} settled message(s) older than {args.older_than:g} days")
-    print(f"removed personal data of {replies} mailed inbound message(s) (replies) older than {args.older_than:g} days")
-    return 0
+    emit(args, {"older_than_days": args.older_than, "messages": n, "replies": replies}, text="\n".join([
+        f"removed personal data of {n} settled message(s) older than {args.older_than:g} days",
+        f"removed personal data of {replies} mailed inbound message(s) (replies) older than "
+        f"{args.older_than:g} days"]))
+    return EXIT_OK
 
 
-@_errors
 def cancel(args: argparse.Namespace) -> int:
     with _ledger(args) as ledger:
         ids = ledger.ids_for(args.message_uuid)
         result = ledger.cancel(ids, _operator(args), args.reason)
-    print(f"cancelled {len(result.moved)} message(s); already cancelled: {len(result.unchanged)}")
-    return 0
+        by_id = {m.id: m for m in ledger.messages(ids)}
+    emit(args, {"cancelled": [by_id[i].message_uuid for i in result.moved],
+                "already_cancelled": [by_id[i].message_uuid for i in result.unchanged]},
+         text=f"cancelled {len(result.moved)} message(s); already cancelled: {len(result.unchanged)}")
+    return EXIT_OK
 
 
-@_errors
 def requeue(args: argparse.Namespace) -> int:
     with _ledger(args) as ledger:
         ids = ledger.ids_for(args.message_uuid)
         ledger.requeue(ids, _operator(args), args.reason)
-        for m in ledger.messages(ids):
-            print(f"requeued {m.message_uuid}: now {m.state.value}")
-    return 0
+        rows = [{"message_uuid": m.message_uuid, "state": m.state.value} for m in ledger.messages(ids)]
+    emit(args, {"requeued": rows},
+         text="\n".join(f"requeued {r['message_uuid']}: now {r['state']}" for r in rows))
+    return EXIT_OK
 
 
 def register(subparsers) -> None:
@@ -124,14 +126,15 @@ def register(subparsers) -> None:
     st.set_defaults(func=status)
 
     rp = subparsers.add_parser("report", help="counts by state, channel and source system for a submission date")
-    rp.add_argument("--date", required=True, help="submission date, YYYY-MM-DD")
-    rp.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    rp.add_argument("--date", required=True, type=iso_date, metavar="YYYY-MM-DD",
+                    help="submission date, YYYY-MM-DD")
     rp.add_argument("--overdue-hours", type=float, default=24, help="receipt overdue after this many hours")
-    _common(rp)
+    _common(rp, output=False)
+    add_output_argument(rp, json_alias=True)
     rp.set_defaults(func=report)
 
     pg = subparsers.add_parser("purge", help="remove personal data of settled messages and mailed replies (keeps history)")
-    pg.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    pg.add_argument("--older-than", type=_days, required=True, metavar="DAYS")
     pg.add_argument("--actor", help="who runs this (default operator:<user>)")
     _common(pg)
     pg.set_defaults(func=purge)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from docpost.commands._output import EXIT_OK, EXIT_PROBLEM, add_output_argument, emit, note
 
 
 def register(subparsers) -> None:
@@ -17,6 +18,7 @@ def register(subparsers) -> None:
                     "schema, fjernprint:ForsendelseI against the KOMBIT schemas, kombi_request "
                     "for its shape and both parts. Exit 0 when all are valid, 1 otherwise.")
     check.add_argument("files", metavar="FILE", nargs="+")
+    add_output_argument(check)
     check.set_defaults(func=_check)
 
 
@@ -47,21 +49,22 @@ def _problems(data: bytes) -> tuple[str, list[str]]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    failed = 0
+    results = []
+    lines = []
     for name in args.files:
         try:
             with open(name, "rb") as fh:
                 data = fh.read()
         except OSError as exc:
-            print(f"{name}: cannot read: {exc.strerror}", file=sys.stderr)
-            failed += 1
+            note(f"{name}: cannot read: {exc.strerror}")
+            results.append({"file": name, "kind": None, "valid": False, "problems": [f"cannot read: {exc.strerror}"]})
             continue
         kind, problems = _problems(data)
-        for problem in problems:
-            print(f"{name}: {problem}")
+        results.append({"file": name, "kind": kind, "valid": not problems, "problems": problems})
+        lines += [f"{name}: {problem}" for problem in problems]
         if problems:
-            failed += 1
-            print(f"{name}: {kind} invalid, {len(problems)} problem(s)", file=sys.stderr)
+            note(f"{name}: {kind} invalid, {len(problems)} problem(s)")
         else:
-            print(f"{name}: {kind} valid")
-    return 1 if failed else 0
+            lines.append(f"{name}: {kind} valid")
+    emit(args, {"files": results}, text="\n".join(lines))
+    return EXIT_OK if all(r["valid"] for r in results) else EXIT_PROBLEM

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import sys
 from pathlib import Path
+
+from docpost.commands._output import EXIT_OK, EXIT_PROBLEM, UsageError, add_output_argument, emit, note
 
 
 def register(subparsers) -> None:
@@ -22,6 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("--created", metavar="ISO", type=dt.datetime.fromisoformat,
                         help="creation time in the PDF (default: the submission date, 00:00 UTC)")
     parser.add_argument("--profiles", metavar="FILE", help="sending profiles (default: <config dir>/profiles.xml)")
+    add_output_argument(parser)
     parser.set_defaults(func=_render)
 
 
@@ -38,40 +40,41 @@ def _render(args: argparse.Namespace) -> int:
 
     report = validation.validate(validation.LocalSubmission(args.submission_dir))
     if not report.valid:
-        print(report.to_text(), file=sys.stderr)
-        return 1
+        note(report.to_text())
+        return EXIT_PROBLEM
     submission = report.submission
-    try:
-        stamp = stamping.stamp(submission, stamping.load_profiles(args.profiles))
-    except (stamping.StampingError, stamping.ProfilesError) as exc:
-        print(f"{submission.key}: cannot stamp: {exc}", file=sys.stderr)
-        return 1
+    # a stamping or rendering error ends the command through docpost.cli's one error path:
+    # exit 1 for the letter's own problem, 3 for a broken profiles file
+    stamp = stamping.stamp(submission, stamping.load_profiles(args.profiles))
     reference = short_reference(submission)
     created = args.created or dt.datetime.combine(submission.key.date, dt.time(0), dt.UTC)
     issues: list = []
-    try:
-        if submission.letter is not None:
-            line = stamping.reply_line(stamp.reply, stamping.letter_reference(submission) or reference)
-            pdf = rendering.render_letter(submission, stamp.letterhead, line, reference, created)
-            what = "rendered letter"
-        else:
-            pdf = submission.documents[submission.manifest.main_file.name]
-            issues = rendering.check_print_ready(pdf)
-            what = "supplied main PDF"
-        if args.with_attachments:
-            pdf = rendering.assemble(pdf, [submission.documents[f.name] for f in submission.manifest.attachments])
-    except rendering.RenderError as exc:
-        print(f"{submission.key}: {exc}", file=sys.stderr)
-        return 1
+    if submission.letter is not None:
+        line = stamping.reply_line(stamp.reply, stamping.letter_reference(submission) or reference)
+        pdf = rendering.render_letter(submission, stamp.letterhead, line, reference, created)
+        what = "rendered letter"
+    else:
+        pdf = submission.documents[submission.manifest.main_file.name]
+        issues = rendering.check_print_ready(pdf)
+        what = "supplied main PDF"
+    if args.with_attachments:
+        pdf = rendering.assemble(pdf, [submission.documents[f.name] for f in submission.manifest.attachments])
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(pdf)
-    from pypdf import PdfReader
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(pdf)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out} ({exc.strerror or type(exc).__name__})") from exc
     import io
 
-    pages = len(PdfReader(io.BytesIO(pdf)).pages)
-    print(f"{submission.key}: {what}, {pages} page(s), ref. {reference}, "
-          f"reply {stamp.reply.reply_type.value} -> {out} (sha256 {hashlib.sha256(pdf).hexdigest()[:16]})")
+    from pypdf import PdfReader
+
+    data = {"submission": str(submission.key), "what": what, "pages": len(PdfReader(io.BytesIO(pdf)).pages),
+            "reference": reference, "reply_type": stamp.reply.reply_type.value, "out": str(out),
+            "sha256": hashlib.sha256(pdf).hexdigest(), "print_ready": not issues,
+            "issues": [str(issue) for issue in issues]}
+    emit(args, data, text=f"{data['submission']}: {what}, {data['pages']} page(s), ref. {reference}, "
+                          f"reply {data['reply_type']} -> {out} (sha256 {data['sha256'][:16]})")
     for issue in issues:
-        print(f"  not print-ready: {issue}", file=sys.stderr)
-    return 1 if issues else 0
+        note(f"  not print-ready: {issue}")
+    return EXIT_PROBLEM if issues else EXIT_OK

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import getpass
 
+from docpost.commands._output import EXIT_OK, add_output_argument, emit, note, table_text
+
 
 def _actor(args: argparse.Namespace) -> str:
     return args.actor or f"operator:{getpass.getuser()}"
@@ -22,90 +24,94 @@ def _ledger(args: argparse.Namespace):
     return default_ledger()
 
 
-def _errors(func):
-    """Reply and ledger errors become a message on stderr and exit code 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        import sys
-
-        from docpost.ledger import LedgerError
-        from docpost.replies.errors import ReplyError
-
-        try:
-            return func(args)
-        except (ReplyError, LedgerError) as exc:
-            print(f"docpost: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _when(value) -> str:  # noqa: ANN001
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
 
-@_errors
 def manual(args: argparse.Namespace) -> int:
     from docpost.replies.service import manual_queue
 
-    queue = manual_queue(ledger=_ledger(args))
-    if not queue:
+    rows = [{"inbound_id": r.inbound_id, "received_at": r.received_at, "reason_code": r.reason_code,
+             "sender_masked": r.sender_masked, "reply_to_uuid": r.reply_to_uuid, "label": r.label}
+            for r in manual_queue(ledger=_ledger(args))]
+    if args.output == "json":
+        emit(args, {"queue": rows})
+        return EXIT_OK
+    if not rows:
         print("the manual-distribution queue is empty")
-        return 0
-    print(f"{len(queue)} inbound message(s) wait for manual distribution:")
-    print(f"{'inbound id':<42} {'received':<21} {'reason':<30} {'sender':<13} reply to / label")
-    for r in queue:
-        about = r.reply_to_uuid or (r.label or "")[:40]
-        print(f"{r.inbound_id:<42} {_when(r.received_at):<21} {r.reason_code or '-':<30} "
-              f"{r.sender_masked or '-':<13} {about}")
-    print("assign one: docpost replies assign <inbound-id> <emne-id>")
-    return 0
+        return EXIT_OK
+    print(f"{len(rows)} inbound message(s) wait for manual distribution:")
+    emit(args, [{"inbound id": r["inbound_id"], "received": _when(r["received_at"]),
+                 "reason": r["reason_code"], "sender": r["sender_masked"],
+                 "reply to / label": r["reply_to_uuid"] or (r["label"] or "")[:40]} for r in rows])
+    note("assign one: docpost replies assign <inbound-id> <emne-id>")
+    return EXIT_OK
 
 
-@_errors
 def assign(args: argparse.Namespace) -> int:
     from docpost.replies.service import assign as assign_one
 
     record = assign_one(args.inbound_id, args.emne_id, _actor(args), ledger=_ledger(args))
     state = "mailed" if record.state == "MAILED" else f"routed (mail pending: {record.state})"
-    print(f"{record.inbound_id}: assigned to Emne {record.emne_id} ({record.mailbox}) by "
-          f"{record.assigned_by}; {state}")
-    return 0
+    emit(args, {"inbound_id": record.inbound_id, "emne_id": record.emne_id, "mailbox": record.mailbox,
+                "assigned_by": record.assigned_by, "state": record.state},
+         text=f"{record.inbound_id}: assigned to Emne {record.emne_id} ({record.mailbox}) by "
+              f"{record.assigned_by}; {state}")
+    return EXIT_OK
 
 
-@_errors
+#: what of an inbound message ``why --output json`` shows: what its text shows
+INBOUND_FIELDS = ("inbound_id", "state", "emne_id", "mailbox", "rule", "reason_code", "received_at",
+                  "sender_masked", "kind", "contact_point_id", "original_message_uuid",
+                  "original_case_number", "reply_to_uuid", "assigned_by")
+
+
+def _why_text(record, decisions, mail) -> str:  # noqa: ANN001
+    lines = [
+        f"inbound {record.inbound_id}: {record.state}"
+        f"{' to Emne ' + str(record.emne_id) + ' (' + record.mailbox + ')' if record.emne_id and record.state != 'MANUAL' else ''}"
+        f"{' reason ' + record.reason_code if record.reason_code else ''}",
+        f"  received {_when(record.received_at)}, sender {record.sender_masked or '-'}, "
+        f"kind {record.kind or '-'}, contactPointID {record.contact_point_id or '-'}",
+    ]
+    if record.original_message_uuid:
+        lines.append(f"  reply to letter {record.original_message_uuid} (case {record.original_case_number or '-'})")
+    elif record.reply_to_uuid:
+        lines.append(f"  reply to {record.reply_to_uuid} (not a docpost letter)")
+    lines.append("decisions:")
+    for d in decisions:
+        target = f" -> Emne {d.emne_id}" if d.emne_id else ""
+        reason = f" [{d.reason_code}]" if d.reason_code else ""
+        lines.append(f"  {_when(d.at)}  {d.rule:<16} {d.outcome:<10}{target}{reason}  {d.detail or ''}  ({d.actor})")
+    if mail is not None:
+        lines.append(f"mail: {mail.state} to {mail.address}, Message-ID {mail.message_id}, "
+                     f"attempts {mail.attempts}, sent {_when(mail.sent_at)}")
+    return "\n".join(lines)
+
+
 def why(args: argparse.Namespace) -> int:
     from docpost.replies.service import why as why_of
 
     record, decisions, mail = why_of(args.inbound_id, ledger=_ledger(args))
-    print(f"inbound {record.inbound_id}: {record.state}"
-          f"{' to Emne ' + str(record.emne_id) + ' (' + record.mailbox + ')' if record.emne_id and record.state != 'MANUAL' else ''}"
-          f"{' reason ' + record.reason_code if record.reason_code else ''}")
-    print(f"  received {_when(record.received_at)}, sender {record.sender_masked or '-'}, "
-          f"kind {record.kind or '-'}, contactPointID {record.contact_point_id or '-'}")
-    if record.original_message_uuid:
-        print(f"  reply to letter {record.original_message_uuid} (case {record.original_case_number or '-'})")
-    elif record.reply_to_uuid:
-        print(f"  reply to {record.reply_to_uuid} (not a docpost letter)")
-    print("decisions:")
-    for d in decisions:
-        target = f" -> Emne {d.emne_id}" if d.emne_id else ""
-        reason = f" [{d.reason_code}]" if d.reason_code else ""
-        print(f"  {_when(d.at)}  {d.rule:<16} {d.outcome:<10}{target}{reason}  {d.detail or ''}  ({d.actor})")
-    if mail is not None:
-        print(f"mail: {mail.state} to {mail.address}, Message-ID {mail.message_id}, "
-              f"attempts {mail.attempts}, sent {_when(mail.sent_at)}")
-    return 0
+    data = {
+        "inbound": {name: getattr(record, name) for name in INBOUND_FIELDS},
+        "decisions": [{"at": d.at, "rule": d.rule, "outcome": d.outcome, "emne_id": d.emne_id,
+                       "reason_code": d.reason_code, "detail": d.detail, "actor": d.actor} for d in decisions],
+        "mail": None if mail is None else {"state": mail.state, "address": mail.address,
+                                           "message_id": mail.message_id, "attempts": mail.attempts,
+                                           "sent_at": mail.sent_at},
+    }
+    emit(args, data, text=_why_text(record, decisions, mail))
+    return EXIT_OK
 
 
-@_errors
 def process(args: argparse.Namespace) -> int:
-    import json
-
     from docpost.replies.service import process_inbound
 
-    print(json.dumps(process_inbound(_actor(args), ledger=_ledger(args)), sort_keys=True))
-    return 0
+    counts = process_inbound(_actor(args), ledger=_ledger(args))
+    emit(args, counts, text=lambda c: table_text([{"count": k, "n": v} for k, v in sorted(c.items())],
+                                                 right=("n",)))
+    return EXIT_OK
 
 
 def register(subparsers) -> None:  # noqa: ANN001
@@ -114,6 +120,7 @@ def register(subparsers) -> None:  # noqa: ANN001
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--db-url", help="ledger database URL (default: DOCPOST_DB_URL or the Airflow connection)")
+        add_output_argument(p)
         return p
 
     common(sub.add_parser("manual", help="list the manual-distribution queue (masked)")).set_defaults(func=manual)

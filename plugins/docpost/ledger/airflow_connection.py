@@ -1,27 +1,25 @@
-"""The one seam to Airflow: the ledger URL from the ``docpost_ledger`` Airflow connection.
+"""The one seam to Airflow for the ledger: its URL from the ``docpost_ledger`` Airflow connection.
 
-Imported only when asked (``Ledger.from_settings(airflow=True)``) or when the environment
-defines ``AIRFLOW_CONN_DOCPOST_LEDGER``; the rest of the ledger never imports Airflow.
+Imported only when asked (``Ledger.from_settings(airflow=True)``) or when
+:func:`docpost.settings.under_airflow` holds for the connection; the rest of the ledger never
+imports Airflow. The lookup is Airflow's own (:func:`docpost.settings.airflow_connection`).
 """
 
 from __future__ import annotations
 
-CONN_ID = "docpost_ledger"
-ENV_VAR = "AIRFLOW_CONN_DOCPOST_LEDGER"
+from docpost.settings import LEDGER_CONN_ID as CONN_ID
+
+ENV_VAR = f"AIRFLOW_CONN_{CONN_ID.upper()}"
 
 
 def ledger_url(conn_id: str = CONN_ID) -> str | None:
     """The SQLAlchemy URL of the ledger connection, or None if Airflow has no such connection."""
     from sqlalchemy.engine import URL
 
-    try:
-        from airflow.sdk import Connection
-    except ImportError:  # pragma: no cover - Airflow 2 layout
-        from airflow.models import Connection  # type: ignore[no-redef]
+    from docpost.settings import airflow_connection
 
-    try:
-        conn = Connection.get(conn_id) if hasattr(Connection, "get") else Connection.get_connection_from_secrets(conn_id)
-    except Exception:  # noqa: BLE001 - Airflow raises its own "not found" types
+    conn = airflow_connection(conn_id)
+    if conn is None:
         return None
     kind = (conn.conn_type or "").lower()
     if kind in ("postgres", "postgresql"):

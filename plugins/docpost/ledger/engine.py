@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -38,20 +37,21 @@ def resolve_url(airflow: bool | None = None) -> str:
     """The ledger URL: ``DOCPOST_DB_URL`` if set, else the Airflow connection, else the default.
 
     The Airflow connection ``docpost_ledger`` is consulted when ``airflow`` is True, or when it
-    is None and ``AIRFLOW_CONN_DOCPOST_LEDGER`` is set; only then is Airflow imported.
+    is None and :func:`docpost.settings.under_airflow` says so for that connection (in a task,
+    or ``AIRFLOW_CONN_DOCPOST_LEDGER`` is set); only then is Airflow imported.
     """
-    from docpost.config import settings
+    from docpost.config import settings, under_airflow
     from docpost.ledger import airflow_connection
 
-    explicit = os.environ.get("DOCPOST_DB_URL")
-    if explicit:
-        return explicit
-    if airflow or (airflow is None and os.environ.get(airflow_connection.ENV_VAR)):
+    s = settings()
+    if s.db_url_configured:
+        return s.db_url
+    if airflow or (airflow is None and under_airflow(airflow_connection.CONN_ID)):
         url = airflow_connection.ledger_url()
         if url:
             return url
         log.warning("Airflow connection %s not found; using the default ledger", airflow_connection.CONN_ID)
-    return settings().db_url
+    return s.db_url
 
 
 def create_ledger_engine(url: str | URL) -> Engine:

@@ -1,9 +1,11 @@
 """Mail to functional mailboxes over SMTP (smtplib), and the one seam to Airflow's SMTP connection.
 
-Settings: ``DOCPOST_SMTP_HOST`` / ``DOCPOST_SMTP_PORT`` (and optional ``DOCPOST_SMTP_USER``,
-``DOCPOST_SMTP_PASSWORD``, ``DOCPOST_SMTP_STARTTLS=1``, ``DOCPOST_MAIL_FROM``); without a host,
-under Airflow, the ``smtp_default`` connection. A Message-ID derived from the inbound id makes a
-resend after a crash recognisable as the same mail.
+Settings (:mod:`docpost.settings`): ``DOCPOST_SMTP_HOST`` / ``DOCPOST_SMTP_PORT`` (and optional
+``DOCPOST_SMTP_USER``, ``DOCPOST_SMTP_PASSWORD``, ``DOCPOST_SMTP_STARTTLS=1``, ``DOCPOST_SMTP_SSL=1``,
+``DOCPOST_SMTP_TIMEOUT``, ``DOCPOST_MAIL_FROM``); without a host, under Airflow
+(:func:`docpost.settings.under_airflow`), the ``smtp_default`` connection as the SMTP provider's
+``SmtpHook`` reads it. A Message-ID derived from the inbound id makes a resend after a crash
+recognisable as the same mail.
 
 Everything a citizen wrote is untrusted: the title, the file names and MIME types of the documents,
 the text. :func:`header_text`, :func:`attachment_filename` and :func:`attachment_type` make such
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import smtplib
 import re
 import socket
@@ -28,12 +29,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 
+from pydantic import SecretStr
+
 from docpost.replies.errors import MailRefused, MailTooLarge, MailUnavailable, MailUnsafe
+from docpost.settings import DEFAULT_MAIL_FROM as DEFAULT_FROM
+from docpost.settings import DEFAULT_MAIL_MAX_BYTES as MAX_MAIL_BYTES  # DOCPOST_MAIL_MAX_BYTES
+from docpost.settings import SMTP_CONN_ID, settings, smtp_from_airflow, under_airflow
 
 MAIL_DOMAIN = "docpost.soeby.dk"
-DEFAULT_FROM = "docpost@soeby.dk"
-SMTP_CONN_ID = "smtp_default"
-MAX_MAIL_BYTES = 25 * 1024 * 1024  # what common mail servers take (DOCPOST_MAIL_MAX_BYTES)
 MAX_TITLE_CHARS = 200  # of the citizen's title in the Subject
 MAX_SUBJECT_CHARS = 400
 MAX_FILENAME_CHARS = 120
@@ -44,7 +47,7 @@ class SmtpSettings:
     host: str
     port: int
     user: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     starttls: bool = False
     use_ssl: bool = False
     sender: str = DEFAULT_FROM
@@ -55,42 +58,26 @@ class SmtpSettings:
 
 
 def _airflow_smtp(conn_id: str = SMTP_CONN_ID) -> SmtpSettings | None:
-    """The Airflow SMTP connection (extras as the SMTP provider reads them), or None.
+    """The Airflow SMTP connection as the SMTP provider's ``SmtpHook`` reads it, or None.
 
-    The only place reply routing imports Airflow.
+    The only place reply routing reaches Airflow (through :func:`docpost.settings.smtp_from_airflow`).
     """
-    try:
-        from airflow.sdk import Connection
-    except ImportError:  # pragma: no cover
+    found = smtp_from_airflow(conn_id)
+    if found is None:
         return None
-    try:
-        conn = Connection.get(conn_id)
-    except Exception:  # noqa: BLE001 - Airflow raises its own "not found" types
-        return None
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
-    return SmtpSettings(
-        host=conn.host or "localhost", port=int(conn.port or 25), user=conn.login or None,
-        password=conn.password or None, starttls=not extra.get("disable_tls", False),
-        use_ssl=not extra.get("disable_ssl", False),  # the SMTP provider's defaults
-        sender=extra.get("from_email") or os.environ.get("DOCPOST_MAIL_FROM", DEFAULT_FROM),
-        timeout=float(extra.get("timeout", 30)))
+    return SmtpSettings(**{**found, "sender": found["sender"] or settings().mail_from})
 
 
 def smtp_settings() -> SmtpSettings:
-    """SMTP settings from ``DOCPOST_SMTP_*``, else Airflow's ``smtp_default``, else localhost:25."""
-    host = os.environ.get("DOCPOST_SMTP_HOST")
-    if not host and (os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT") or os.environ.get("AIRFLOW_CTX_DAG_ID")):
+    """SMTP settings from ``DOCPOST_SMTP_*``, else (under Airflow) ``smtp_default``, else localhost:25."""
+    s = settings()
+    if not s.smtp_host and under_airflow(SMTP_CONN_ID):
         found = _airflow_smtp()
         if found is not None:
             return found
     return SmtpSettings(
-        host=host or "localhost", port=int(os.environ.get("DOCPOST_SMTP_PORT", "25")),
-        user=os.environ.get("DOCPOST_SMTP_USER") or None,
-        password=os.environ.get("DOCPOST_SMTP_PASSWORD") or None,
-        starttls=os.environ.get("DOCPOST_SMTP_STARTTLS", "") in ("1", "true", "yes"),
-        use_ssl=os.environ.get("DOCPOST_SMTP_SSL", "") in ("1", "true", "yes"),
-        sender=os.environ.get("DOCPOST_MAIL_FROM", DEFAULT_FROM),
-        timeout=float(os.environ.get("DOCPOST_SMTP_TIMEOUT", "30")))
+        host=s.smtp_host or "localhost", port=s.smtp_port, user=s.smtp_user, password=s.smtp_password,
+        starttls=s.smtp_starttls, use_ssl=s.smtp_ssl, sender=s.mail_from, timeout=s.smtp_timeout)
 
 
 def mail_address(mailbox: str) -> str:
@@ -136,7 +123,7 @@ class SmtpTransport:
                 if s.starttls:
                     smtp.starttls(context=ssl.create_default_context())
             if s.user:
-                smtp.login(s.user, s.password or "")
+                smtp.login(s.user, s.password.get_secret_value() if s.password else "")
         except (OSError, smtplib.SMTPException) as exc:
             raise MailUnavailable(f"cannot reach the SMTP server {s.host}:{s.port}: "
                                   f"{type(exc).__name__}") from None
@@ -283,7 +270,8 @@ def estimated_size(message, memo: bytes) -> int:  # noqa: ANN001 - parsing.Inbou
 
 
 def max_mail_bytes() -> int:
-    return int(os.environ.get("DOCPOST_MAIL_MAX_BYTES", MAX_MAIL_BYTES))
+    """The largest mail the server takes: ``DOCPOST_MAIL_MAX_BYTES`` (default 25 MiB)."""
+    return settings().mail_max_bytes
 
 
 # --------------------------------------------------------------------------- the mail

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import sys
+
+from docpost.commands._output import EXIT_OK, UsageError, add_output_argument, emit, iso_date, progress
 
 
 def _share(text: str) -> float:
@@ -23,23 +23,32 @@ def register(subparsers) -> None:
                     "Deterministic for a seed.")
     parser.add_argument("--count", "-n", type=int, required=True, help="number of submissions")
     parser.add_argument("--out", "-o", required=True, help="output folder")
-    parser.add_argument("--date", type=dt.date.fromisoformat, default=None, help="the night, YYYY-MM-DD (default today)")
+    parser.add_argument("--date", type=iso_date, default=None, help="the night, YYYY-MM-DD (default today)")
     parser.add_argument("--broken-share", type=_share, default=0.0, help="share of broken submissions, 0..1")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_output_argument(parser)
     parser.set_defaults(func=_generate)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from docpost_testbench.generate import generate_night
+    from docpost_testbench.generate import DirectorySink, generate_night
 
     if args.count < 0:
-        print("docpost generate: --count must not be negative", file=sys.stderr)
-        return 2
+        raise UsageError("--count must not be negative")
+    write = DirectorySink(args.out)
     try:
-        result = generate_night(args.count, args.date, args.out, broken_share=args.broken_share, seed=args.seed)
+        with progress("generating", total=args.count) as advance:
+            def sink(relative_key: str, data: bytes) -> None:
+                write(relative_key, data)
+                if relative_key.endswith("/_READY"):  # each submission's last file
+                    advance()
+
+            result = generate_night(args.count, args.date, sink=sink, broken_share=args.broken_share,
+                                    seed=args.seed)
     except OSError as exc:
-        print(f"docpost generate: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
-        return 2
-    print(f"wrote {result.count} submissions for {result.date} to {args.out} "
-          f"({result.count - result.broken} good, {result.broken} broken)")
-    return 0
+        raise UsageError(f"cannot write to {args.out}: {exc.strerror or type(exc).__name__}") from exc
+    data = {"count": result.count, "date": result.date, "out": str(args.out),
+            "good": result.count - result.broken, "broken": result.broken}
+    emit(args, data, text=f"wrote {result.count} submissions for {result.date} to {args.out} "
+                          f"({data['good']} good, {data['broken']} broken)")
+    return EXIT_OK

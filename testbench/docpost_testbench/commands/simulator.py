@@ -1,4 +1,8 @@
-"""``docpost simulator``: run the SF1601 simulator (see docs/sf1601-simulator.md)."""
+"""``docpost simulator``: run the SF1601 simulator (see docs/sf1601-simulator.md).
+
+A server, not a command that prints data: no ``--output``. It prints its test PKI and its
+``READY <url>`` line on stdout (the runner reads them) and its log on stderr.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from docpost import config
     from docpost_testbench.simulator import SimulatorConfig, create_app, serve
+    from docpost.commands._output import UsageError
     from docpost_testbench.simulator.runner import READY_PREFIX
 
     tls_cert, tls_key, client_ca = args.tls_cert, args.tls_key, args.client_ca
@@ -66,11 +71,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"test PKI in {args.make_test_pki}: client certificate {pki.client_cert}, "
               f"key {pki.client_key}, CA {pki.ca_cert}", flush=True)
     if bool(tls_cert) != bool(tls_key):
-        print("--tls-cert and --tls-key go together")
-        return 2
+        raise UsageError("--tls-cert and --tls-key go together")
     if client_ca and not tls_cert:
-        print("--client-ca needs --tls-cert/--tls-key")
-        return 2
+        raise UsageError("--client-ca needs --tls-cert/--tls-key")
     faults = {key: getattr(args, f"fault_{key}") for key in FAULT_FLAGS
               if getattr(args, f"fault_{key}") is not None}
     faults["seed"] = args.seed
