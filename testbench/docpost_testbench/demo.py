@@ -10,6 +10,9 @@ Airflow's metadata database, not from the command's exit code: a failed run is r
 failed tasks, their errors and the log, the stack is stopped and the demo exits non-zero. With
 ``ui=True`` it starts ``airflow standalone`` on the same stack instead and leaves it running for an
 operator (URL and login printed), e.g. to start a backfill from the UI.
+
+Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop the whole stack the same way, whatever the
+demo is doing; the exit code is then 130, 143 or 129 (``stack.stop_on_signals``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -54,11 +59,22 @@ class DemoStack:
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
+        """Stop every part, last started first. A Ctrl-C or signal arriving meanwhile (outside
+        ``stack.stop_on_signals``, which ignores it) does not leave the others running: the
+        interrupted part is stopped once more, the rest too, then the interrupt is re-raised."""
+        interrupted: BaseException | None = None
         for stop in reversed(self.stoppers):
-            try:
-                stop()
-            except Exception:  # noqa: BLE001 - stop what can be stopped
-                pass
+            for _ in range(2):
+                try:
+                    stop()
+                except KeyboardInterrupt as exc:
+                    interrupted = interrupted or exc
+                    continue
+                except Exception:  # noqa: BLE001 - stop what can be stopped
+                    pass
+                break
+        if interrupted is not None:
+            raise interrupted
 
 
 def default_night() -> dt.date:
@@ -72,9 +88,10 @@ def logical_date_for(night: dt.date) -> str:
 
 
 def _airflow(env: dict[str, str], *args: str, log: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
-    with open(log, "ab") as out:
-        return subprocess.run([stack._bin("airflow"), *args], env=env, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True)
+    """``airflow ARGS`` in a session of its own; interrupted, its whole session is stopped
+    (``airflow dags test`` runs task processes below it)."""
+    cmd = [stack._bin("airflow"), *args]
+    return subprocess.CompletedProcess(cmd, stack.run_command(cmd, env, log, timeout))
 
 
 @dataclass
@@ -252,13 +269,36 @@ def replies_summary(parts: DemoStack) -> list[str]:
     return lines
 
 
+def _say_quietly(say: Callable[[str], None], line: str) -> None:
+    """``say`` when the terminal may be gone (SIGHUP): a write that fails must not replace the
+    interrupt being handled; later output goes nowhere instead of failing the exit."""
+    try:
+        say(line)
+    except OSError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
+
+
 def run(*, count: int = 200, night: dt.date | None = None, seed: int = 1, broken_share: float = 0.1,
         home: Path | None = None, ui: bool = False, say: Callable[[str], None] = print,
         dag_s3_endpoint_url: str | None = None) -> int:
     """The README's main command (``make demo``), or with ``ui`` the operator's stack (``make ui``).
 
-    Returns 1 as soon as a DAG run failed (its failed tasks and logs said), else 0.
+    Returns 1 as soon as a DAG run failed (its failed tasks and logs said), else 0. Ctrl-C,
+    SIGTERM or SIGHUP (when called in the main thread) stop the whole stack; the return value
+    is then 130, 143 or 129, as a shell reports a process ended by that signal.
     """
+    with stack.stop_on_signals():
+        try:
+            return _run(count=count, night=night, seed=seed, broken_share=broken_share, home=home, ui=ui,
+                        say=say, dag_s3_endpoint_url=dag_s3_endpoint_url)
+        except KeyboardInterrupt as exc:  # StackInterrupted included; the stack is stopped by now
+            name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+            _say_quietly(say, f"stopped by {name}; the stack is stopped")
+            return stack.exit_code(exc)
+
+
+def _run(*, count: int, night: dt.date | None, seed: int, broken_share: float, home: Path | None, ui: bool,
+         say: Callable[[str], None], dag_s3_endpoint_url: str | None) -> int:
     night = night or default_night()
     home = (home or config.settings().home / "demo").resolve()
     t0 = time.perf_counter()
@@ -306,10 +346,12 @@ def _serve_ui(parts: DemoStack, night: dt.date, say: Callable[[str], None]) -> i
     say(f"Airflow UI          {airflow.url}")
     say(f"login               {airflow.username} / {airflow.password}")
     say(f"sample night        {night} is in S3; trigger {NIGHTLY} (or a backfill) from the UI")
-    say("Ctrl-C stops the stack.")
+    say("Ctrl-C (or SIGTERM, SIGHUP) stops the stack.")
     try:
         while airflow.handle.alive():
             time.sleep(2)
     except KeyboardInterrupt:
-        say("stopping")
-    return 0
+        _say_quietly(say, "stopping")
+        raise  # run() stops the stack and answers 130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP)
+    say(f"airflow standalone exited (code {airflow.handle.process.returncode}); log {airflow.log_path}")
+    return 1

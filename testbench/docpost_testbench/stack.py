@@ -1,8 +1,18 @@
 """The embedded stack for the demo and the tests: a moto S3 server and ``airflow standalone``.
 
-Both run as subprocesses in their own process group on loopback, on free ports, so several
-stacks can run side by side; ``stop()`` ends the whole group (``airflow standalone`` spawns a
-scheduler, a dag-processor, an api-server, a triggerer and task processes).
+Both run as subprocesses in their own session (and process group) on loopback, on free ports,
+so several stacks can run side by side; ``stop()`` ends the whole session (``airflow standalone``
+spawns a scheduler, a dag-processor, an api-server, a triggerer, log servers and task processes).
+
+Nothing outlives the process that started the stack:
+
+* ``stop_on_signals()`` (main thread only) turns SIGTERM and SIGHUP into the same orderly
+  shutdown as Ctrl-C: a ``StackInterrupted`` (a ``KeyboardInterrupt``) unwinds through the
+  ``finally`` blocks that stop each part; ``exit_code()`` is 128 + the signal's number.
+* every session started here is registered with a watchdog: a small process of its own that
+  holds the read end of a pipe only this process writes to. When this process ends in any way
+  (SIGKILL and crashes included) the pipe reaches end-of-file and the watchdog ends every
+  session still registered: SIGTERM to each member, then SIGKILL after a grace period.
 
 ``AirflowAPI`` is a small client for the Airflow 3 REST API (``/api/v2``) over httpx: token,
 wait for a DAG to be parsed, unpause, trigger, poll a run, list task instances, backfill.
@@ -21,10 +31,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from docpost import config
 
@@ -55,6 +67,53 @@ class StackStartError(StackError):
 
 class StackTimeout(StackError):
     code = "stack.timeout"
+
+
+class StackInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C so every ``finally`` stops its part."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def exit_code(exc: BaseException) -> int:
+    """The shell's code for a stop by signal: 128 + its number (143 TERM, 129 HUP), 130 Ctrl-C."""
+    return 128 + exc.signum if isinstance(exc, StackInterrupted) else 128 + signal.SIGINT
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[None]:
+    """For the duration, SIGTERM and SIGHUP raise ``StackInterrupted`` in the main thread (as
+    SIGINT raises ``KeyboardInterrupt``), so the stack stops whole as on Ctrl-C.
+
+    Only the first of these signals (SIGINT included) interrupts: one that arrives while the
+    shutdown runs is ignored, so a second Ctrl-C or a supervisor's repeated SIGTERM cannot cut
+    the shutdown short and orphan a part (it is bounded: each ``stop()`` escalates to SIGKILL).
+    Outside the main thread Python cannot install handlers: then this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if stopping:
+            return
+        stopping.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise StackInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (*signals, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class AirflowAPIError(StackError):
@@ -130,6 +189,8 @@ class ProcessHandle:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if not self.members():
+            _watchdog.forget(sid)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -163,6 +224,139 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+# The watchdog: reads "+SID" / "-SID" lines until end-of-file (its owner is gone, however it
+# ended), then ends every session still registered: SIGTERM to each member, SIGKILL after the
+# grace period. Meanwhile it drops, once a second, sessions that ended on their own, and any
+# whose leader's pid now belongs to a newer process (pids are reused: pid_max can be 32768), so
+# it never ends an unrelated session that happens to get a registered id. Standard library
+# only, no site packages: it starts in milliseconds and depends on nothing the stack may break.
+WATCHDOG_CODE = r"""
+import os, select, signal, sys, time
+for s in (signal.SIGINT, signal.SIGHUP):  # meant for the owner's terminal, not for us
+    signal.signal(s, signal.SIG_IGN)
+grace = float(sys.argv[1])
+sessions = {}  # session id -> its leader's start time (clock ticks after boot)
+
+def processes():
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] not in "ZX":
+                found[int(name)] = (int(fields[3]), fields[19])  # session, start time
+    return found
+
+def prune():
+    procs = processes()
+    for sid, start in list(sessions.items()):
+        leader = procs.get(sid)
+        if leader is not None and leader[1] != start:
+            del sessions[sid]  # the id was reused: so the session had ended
+        elif not any(session == sid for session, _ in procs.values()):
+            del sessions[sid]  # ended
+
+def members():
+    prune()
+    return [pid for pid, (session, _) in processes().items() if session in sessions]
+
+buffered = b""
+while True:
+    if select.select([0], [], [], 1.0)[0]:
+        chunk = os.read(0, 4096)
+        if not chunk:
+            break
+        *lines, buffered = (buffered + chunk).split(b"\n")
+        for line in lines:
+            sid = int(line[1:])
+            if line[:1] == b"+":
+                leader = processes().get(sid)
+                sessions[sid] = leader[1] if leader else None
+            else:
+                sessions.pop(sid, None)
+    else:
+        prune()
+
+for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    pids = members()
+    if not pids:
+        break
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    deadline = time.monotonic() + wait
+    while members() and time.monotonic() < deadline:
+        time.sleep(0.1)
+"""
+
+
+class _Watchdog:
+    """One watchdog process per stack-owning process, started on first use.
+
+    Why not ``PR_SET_PDEATHSIG`` in a ``preexec_fn``: ``preexec_fn`` is unsafe once threads run
+    (the demo has the mail server's and the simulator's), the death signal follows the *thread*
+    that forked (a stack started from a worker thread would die with that thread), and it
+    reaches only the direct child (``airflow standalone``), not the scheduler, api-server or the
+    log servers below it. The watchdog needs neither: end-of-file on its pipe is certain however
+    the owner ends, and it ends whole sessions by id, so grandchildren that moved to a process
+    group of their own go too.
+    """
+
+    def __init__(self, grace: float = 10.0) -> None:
+        self.grace = grace
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._owner: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._owner == os.getpid() else None
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._owner != os.getpid() or self._proc is None or self._proc.poll() is not None:
+                # first use, after a fork, or the watchdog was killed: a new one
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", WATCHDOG_CODE, str(self.grace)],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True, text=True, bufsize=1,
+                )
+                self._owner = os.getpid()
+            try:
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+
+    def watch(self, sid: int) -> None:
+        self._send(f"+{sid}")
+
+    def forget(self, sid: int) -> None:
+        if self._owner == os.getpid() and self._proc is not None and self._proc.poll() is None:
+            self._send(f"-{sid}")
+
+
+_watchdog = _Watchdog()
+
+
+def spawn_session(cmd: list[str], *, log_path: Path | None = None, stop_signal: int = signal.SIGTERM,
+                  **popen: Any) -> ProcessHandle:
+    """``Popen(cmd, start_new_session=True, **popen)`` registered with the watchdog.
+
+    The child leads a new session (its pid is the session and group id), so a terminal's
+    SIGINT/SIGHUP does not reach it directly: the owner stops it, and ``ProcessHandle.stop``
+    ends every process of the session.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True, **popen)
+    _watchdog.watch(proc.pid)
+    return ProcessHandle(proc, log_path, stop_signal)
+
+
 def _spawn(cmd: list[str], env: dict[str, str] | None, log_path: Path | None,
            stop_signal: int = signal.SIGTERM) -> ProcessHandle:
     if log_path is not None:
@@ -171,14 +365,22 @@ def _spawn(cmd: list[str], env: dict[str, str] | None, log_path: Path | None,
     else:
         out = subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=str(log_path.parent) if log_path else None,
-        )
+        return spawn_session(cmd, log_path=log_path, stop_signal=stop_signal, env=env, stdin=subprocess.DEVNULL,
+                             stdout=out, stderr=subprocess.STDOUT, cwd=str(log_path.parent) if log_path else None)
     finally:
         if log_path is not None:
             out.close()
-    return ProcessHandle(proc, log_path, stop_signal)
+
+
+def run_command(cmd: list[str], env: dict[str, str] | None, log_path: Path, timeout: float) -> int:
+    """Run ``cmd`` to its end in a session of its own (output appended to ``log_path``); its
+    exit code. Interrupted (Ctrl-C, ``StackInterrupted``) or past ``timeout`` (then
+    ``subprocess.TimeoutExpired``), the whole session is stopped, not just its leader."""
+    handle = _spawn(cmd, env, log_path)
+    try:
+        return handle.process.wait(timeout=timeout)
+    finally:
+        handle.stop(timeout=10)
 
 
 def _wait_http(url: str, handle: ProcessHandle, timeout: float, what: str,
@@ -224,9 +426,9 @@ def start_moto(port: int | None = None, *, log_path: Path | None = None, timeout
         try:
             _wait_http(f"{url}/moto-api/", handle, timeout, "moto_server")
             return MotoHandle(url, chosen, handle)
-        except StackStartError:
+        except BaseException as exc:  # interrupted too: no moto left behind
             handle.stop(timeout=2)
-            if attempt == attempts - 1:
+            if not isinstance(exc, StackStartError) or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
 
@@ -382,10 +584,7 @@ def install_metadata_db(env: dict[str, str], template: Path | None = None) -> bo
 def migrate_db(env: dict[str, str], timeout: float = 300) -> None:
     """``airflow db migrate`` in the stack's environment (what ``dag.test()`` needs first)."""
     log = Path(env["AIRFLOW_HOME"]) / "migrate.log"
-    with open(log, "ab") as out:
-        done = subprocess.run([_bin("airflow"), "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                              timeout=timeout, start_new_session=True)
-    if done.returncode:
+    if run_command([_bin("airflow"), "db", "migrate"], env, log, timeout):
         raise StackStartError("airflow db migrate failed", log_tail=log.read_text(errors="replace")[-4000:])
 
 

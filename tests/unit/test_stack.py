@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -158,3 +159,84 @@ def test_backfill_is_retried_while_sqlite_is_locked(monkeypatch):
     with pytest.raises(stack.AirflowAPIError) as refused:  # anything but a lock is not retried
         api.backfill("d", "2026-03-01", "2026-03-02")
     assert refused.value.status == 409
+
+
+# An owner that starts TREE as a stack session and waits; on a stop signal it stops the session
+# (the demo's path) and exits with the shell's code for that signal. Prints the tree's pids.
+OWNER = textwrap.dedent(
+    """
+    import sys, time
+    from docpost_testbench import stack
+    tree = {tree!r}
+    with stack.stop_on_signals():
+        import subprocess
+        handle = stack.spawn_session([sys.executable, "-c", tree], stdout=subprocess.PIPE, text=True)
+        try:
+            print(handle.pid, handle.process.stdout.readline().strip(), stack._watchdog.pid, flush=True)
+            time.sleep(600)
+        except KeyboardInterrupt as exc:
+            handle.stop(timeout=5)
+            sys.exit(stack.exit_code(exc))
+    """
+)
+
+
+def _start_owner(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    owner = subprocess.Popen([sys.executable, "-c", OWNER.format(tree=TREE)], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    pids = [int(p) for p in owner.stdout.readline().split()]
+    assert len(pids) == 4, pids  # leader, child, grandchild, watchdog
+    assert all(_alive(pid) for pid in pids)
+    return owner, pids
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    return [pid for pid in pids if _alive(pid)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_stop_signals_stop_the_stack_like_ctrl_c(tmp_path, sig):
+    owner, pids = _start_owner(tmp_path)
+    try:
+        owner.send_signal(sig)
+        assert owner.wait(timeout=30) == 128 + sig  # 143, 129, 130
+        assert _wait_gone(pids, 10) == []  # the session and, its owner gone, the watchdog
+    finally:
+        owner.kill()
+        for pid in pids:
+            stack._signal_pid(pid, signal.SIGKILL)
+
+
+def test_the_watchdog_ends_the_sessions_of_an_owner_killed_outright(tmp_path):
+    owner, pids = _start_owner(tmp_path)
+    try:
+        owner.kill()  # SIGKILL: no handler, no finally runs
+        owner.wait(timeout=10)
+        assert _wait_gone(pids, 20) == []
+    finally:
+        for pid in pids:
+            stack._signal_pid(pid, signal.SIGKILL)
+
+
+def test_stop_on_signals_is_inert_outside_the_main_thread():
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def worker():
+        with stack.stop_on_signals():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [before]
+    with stack.stop_on_signals():
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert stack.exit_code(stack.StackInterrupted(signal.SIGHUP)) == 129
+    assert stack.exit_code(KeyboardInterrupt()) == 130

@@ -1,4 +1,7 @@
-"""``docpost demo``: the nightly job end to end on the embedded stack (``make demo`` / ``make ui``)."""
+"""``docpost demo``: the nightly job end to end on the embedded stack (``make demo`` / ``make ui``).
+
+Ctrl-C, SIGTERM and SIGHUP stop the whole stack; the exit code is then 130, 143 or 129.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--broken-share", type=float, default=0.1)
     p.add_argument("--home", type=Path, default=None, help="where the stack keeps its files (default .docpost/demo)")
-    p.add_argument("--ui", action="store_true", help="start airflow standalone and leave its UI running")
+    p.add_argument("--ui", action="store_true",
+                   help="start airflow standalone and leave its UI running (Ctrl-C, SIGTERM or SIGHUP stop it)")
     # tests only: the S3 endpoint the DAGs see (e.g. a closed port), unlike the one the night is put in
     p.add_argument("--dag-s3-endpoint-url", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)

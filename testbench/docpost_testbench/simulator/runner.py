@@ -147,15 +147,18 @@ def start_simulator(
     handle.client_cert = (str(client_cert[0]), str(client_cert[1])) if client_cert else None
     handle.ca = ca
     deadline = time.monotonic() + startup_timeout
-    while True:  # the server accepts; check it also answers (TLS included)
-        try:
-            handle.get("/sim/health")
-            return handle
-        except (httpx.TransportError, httpx.HTTPStatusError):
-            if time.monotonic() > deadline:
-                handle.stop()
-                raise
-            time.sleep(0.05)
+    try:
+        while True:  # the server accepts; check it also answers (TLS included)
+            try:
+                handle.get("/sim/health")
+                return handle
+            except (httpx.TransportError, httpx.HTTPStatusError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    except BaseException:  # failed or interrupted (Ctrl-C, SIGTERM): stop what was started
+        handle.stop()
+        raise
 
 
 def _start_thread(state_dir, register_path, faults, tls_cert, tls_key, ca, host, port, config,  # noqa: ANN001
@@ -216,32 +219,34 @@ def _start_subprocess(state_dir, register_path, faults, tls_cert, tls_key, ca, h
             cmd += [flag] if value else []
         else:
             cmd += [flag, str(value)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    from docpost_testbench import stack
+
+    # a session of its own, registered with the stack's watchdog: a terminal's SIGINT/SIGHUP is
+    # for the owner, which stops it, and it cannot outlive the owner (see stack.spawn_session)
+    handle = stack.spawn_session(cmd, stdout=subprocess.PIPE, stderr=None, text=True,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = handle.process
     url = None
     deadline = time.monotonic() + startup_timeout
     assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        match = re.match(re.escape(READY_PREFIX) + r"(\S+)", line.strip())
-        if match:
-            url = match.group(1)
-            break
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            match = re.match(re.escape(READY_PREFIX) + r"(\S+)", line.strip())
+            if match:
+                url = match.group(1)
+                break
+    except BaseException:  # interrupted while starting: no simulator left behind
+        handle.stop(timeout=2)
+        raise
     if url is None:
-        proc.kill()
-        proc.wait()
+        handle.stop(timeout=2)
         raise RuntimeError("the SF1601 simulator subprocess did not start")
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
 
     def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        handle.stop(timeout=10)  # SIGTERM to its group, then SIGKILL to whatever is left
 
     return SimulatorHandle(url, stop, pid=proc.pid)
