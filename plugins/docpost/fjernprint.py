@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from lxml import etree
 
-from docpost import config, model
+from docpost import config, model, xmlsafe
 from docpost.errors import DocpostError
 from docpost.memo import (
     NS_MEMO,
@@ -173,10 +172,9 @@ class _AggregateResolver(etree.Resolver):
         return None
 
 
-@cache
-def _compiled(oio_dir: str, _thread: int) -> etree.XMLSchema:
-    """Compile once per directory and thread (lxml validators keep a per-object error log)."""
-    oio = Path(oio_dir)
+def _driver(driver_path: Path) -> tuple[str, list[etree.Resolver]]:
+    """The in-memory entry XSD importing one aggregate per namespace, and their resolver."""
+    oio = driver_path.parent
     parts = _schema_aggregates(oio)
     aggregates = {f"docpost-aggregate-{i}.xsd": text for i, (_, text) in enumerate(parts)}
     imports = "".join(
@@ -184,18 +182,12 @@ def _compiled(oio_dir: str, _thread: int) -> etree.XMLSchema:
         for i, (ns, _) in enumerate(parts)
     )
     driver = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">{imports}</xs:schema>'
-    parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
-    parser.resolvers.add(_AggregateResolver(aggregates))
-    doc = etree.fromstring(driver.encode(), parser, base_url=(oio / "docpost-driver.xsd").as_uri())
-    return etree.XMLSchema(doc.getroottree())
+    return driver, [_AggregateResolver(aggregates)]
 
 
-def forsendelse_schema() -> etree.XMLSchema:
-    """The compiled KOMBIT fjernprint schema set from ``schema_dir`` (cached per thread)."""
-    import threading
-
-    oio = (config.settings().schema_dir / OIO_DIR).resolve()
-    return _compiled(str(oio), threading.get_ident())
+def forsendelse_schema() -> xmlsafe.Schema:
+    """The compiled KOMBIT fjernprint schema set from ``schema_dir`` (:func:`docpost.xmlsafe.schema`)."""
+    return xmlsafe.schema(config.settings().schema_dir / OIO_DIR / "docpost-driver.xsd", build=_driver)
 
 
 # ---------------------------------------------------------------- building ForsendelseI

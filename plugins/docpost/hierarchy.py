@@ -219,21 +219,12 @@ def default_path() -> Path:
 
 
 def _schema():
-    from lxml import etree
+    from docpost import config, xmlsafe
 
-    from docpost import config
-
-    path = config.settings().schema_dir / HIERARCHY_SCHEMA
-    with _lock:
-        cached = _schema_cache.get(str(path))
-        if cached is None:
-            cached = etree.XMLSchema(etree.parse(str(path)))
-            _schema_cache[str(path)] = cached
-        return cached
+    return xmlsafe.schema(config.settings().schema_dir / HIERARCHY_SCHEMA)
 
 
 _lock = threading.Lock()
-_schema_cache: dict[str, object] = {}
 _hierarchy_cache: dict[tuple[str, str], Hierarchy] = {}
 
 
@@ -255,17 +246,19 @@ def _parse(data: bytes, path: str):
     """Parse, XSD-check and cross-check ``data``; returns (tree root, errors in line order)."""
     from lxml import etree
 
+    from docpost import xmlsafe
+
     try:
-        root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+        root = etree.fromstring(data, xmlsafe.parser())
     except etree.XMLSyntaxError as exc:
         msg = exc.msg or str(exc)
         return None, [MalformedXml(f"the file is not well-formed XML: {msg}", path=path,
                                    line=exc.lineno or None)]
 
     errors: list[HierarchyError] = []
-    schema = _schema()
-    if not schema.validate(root):
-        for entry in schema.error_log:
+    valid, error_log = _schema().check(root)
+    if not valid:
+        for entry in error_log:
             errors.append(SchemaError(_schema_message(entry.message), path=path,
                                       line=entry.line or None))
     if root.tag != f"{_Q}ContactHierarchy":

@@ -8,11 +8,16 @@ CVR: 8 digits, first digit not 0, weighted sum (2, 7, 6, 5, 4, 3, 2, 1) divisibl
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from docpost.errors import DocpostError
-from docpost.model import mask_identifier
+from docpost.privacy import mask_identifier
 
 CVR_WEIGHTS = (2, 7, 6, 5, 4, 3, 2, 1)
+
+# The *format* of a whole field value (not masking: that is docpost.privacy's job).
+CPR_SHAPE = re.compile(r"[0-9]{10}")
+CVR_SHAPE = re.compile(r"[1-9][0-9]{7}")
 
 
 class IdentifierError(DocpostError, ValueError):

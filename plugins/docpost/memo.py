@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
 
-from docpost import config, model
+from docpost import config, model, privacy, xmlsafe
 from docpost.errors import DocpostError
 
 NS_MEMO = "https://DigitalPost.dk/MeMo-1"
@@ -120,25 +119,13 @@ class OutboundLetter:
 
 # ---------------------------------------------------------------- safe parsing and schemas
 
-_local = threading.local()
-
-
-def safe_parser() -> etree.XMLParser:
-    """A parser that loads no DTD, expands no entities and touches no network (per thread)."""
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-            huge_tree=True, remove_comments=False,
-        )
-        _local.parser = parser
-    return parser
-
-
 def parse_xml(xml: bytes) -> tuple[etree._ElementTree | None, list[MemoIssue]]:
-    """Parse untrusted XML safely; a DOCTYPE is refused. Returns (tree, issues)."""
+    """Parse untrusted XML safely; a DOCTYPE is refused. Returns (tree, issues).
+
+    ``huge_tree``: a MeMo message embeds its documents as base64, beyond libxml2's 10 MB text limit.
+    """
     try:
-        root = etree.fromstring(xml, safe_parser())
+        root = etree.fromstring(xml, xmlsafe.parser(huge_tree=True))
     except etree.XMLSyntaxError as exc:
         line = exc.lineno or 0
         return None, [MemoIssue(line, "", f"not well-formed XML: {redact(exc.msg)}")]
@@ -148,47 +135,32 @@ def parse_xml(xml: bytes) -> tuple[etree._ElementTree | None, list[MemoIssue]]:
     return tree, []
 
 
-def load_schema(relative: Path | str, driver: str | None = None) -> etree.XMLSchema:
-    """The compiled XSD at ``schema_dir/relative``, cached per thread and path.
+def load_schema(relative: Path | str, driver: str | None = None) -> xmlsafe.Schema:
+    """The compiled XSD at ``schema_dir/relative`` (:func:`docpost.xmlsafe.schema`).
 
     ``driver`` is an optional in-memory XSD text (resolved relative to the file) used when the
     schema set needs one entry document (libxml2 imports each namespace once).
     """
-    path = (config.settings().schema_dir / relative).resolve()
-    cache = getattr(_local, "schemas", None)
-    if cache is None:
-        cache = _local.schemas = {}
-    key = (str(path), driver)
-    schema = cache.get(key)
-    if schema is None:
-        if driver is not None:
-            doc = etree.fromstring(driver.encode(), base_url=path.as_uri()).getroottree()
-        else:
-            doc = etree.parse(str(path))
-        schema = cache[key] = etree.XMLSchema(doc)
-    return schema
+    return xmlsafe.schema(config.settings().schema_dir / relative, driver=driver)
 
 
 _CLARK = re.compile(r"\{([^}]*)\}")
 _VALUE = re.compile(r"(The value |^|Element '[^']*': )'.*?'(?= is not| does not)")
-_DIGITS = re.compile(r"\d{6,}")
 
 
 def redact(message: str) -> str:
     """Shorten namespaces to prefixes and keep values (possibly personal data) out."""
     message = _CLARK.sub(lambda m: f"{_PREFIXES.get(m.group(1), m.group(1))}:", message)
     message = _VALUE.sub(lambda m: f"{m.group(1)}'…'", message)
-    return _DIGITS.sub(lambda m: model.mask_identifier(m.group(0)), message)
+    return privacy.scrub(message)
 
 
-def schema_issues(schema: etree.XMLSchema, tree: etree._ElementTree) -> list[MemoIssue]:
+def schema_issues(schema: xmlsafe.Schema, tree: etree._ElementTree) -> list[MemoIssue]:
     """Validate a tree; every error as a :class:`MemoIssue` with personal values redacted."""
-    if schema.validate(tree):
+    valid, error_log = schema.check(tree)
+    if valid:
         return []
-    return [
-        MemoIssue(err.line or 0, redact(err.path or ""), redact(err.message))
-        for err in schema.error_log
-    ]
+    return [MemoIssue(err.line or 0, redact(err.path or ""), redact(err.message)) for err in error_log]
 
 
 # ---------------------------------------------------------------- validation

@@ -17,6 +17,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from docpost.privacy import mask_identifier
+
+
 NS_MANIFEST = "urn:docpost:manifest:1"
 NS_ATTENTION = "urn:docpost:attention:1"
 NS_CASE = "urn:docpost:sag-dokument:1"
@@ -63,16 +66,6 @@ class ReplyType(StrEnum):
 
     GIVEN = "angivet"  # a reply Postkasse/Emne is given
     NOT_POSSIBLE = "ikkeMuligt"  # the letter cannot be answered
-
-
-def mask_identifier(identifier: str) -> str:
-    """Mask a CPR (``010190-****``) or CVR (``1234****``) number for display."""
-    digits = "".join(ch for ch in identifier if ch.isdigit())
-    if len(digits) == 10:
-        return f"{digits[:6]}-****"
-    if len(digits) == 8:
-        return f"{digits[:4]}****"
-    return "****"
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def _load(refs: list[MessageRef], rows: dict[int, Any]) -> dict[int, Any]:
 
 
 def _issue(code: str, message: str, file: str | None = None, path: str | None = None) -> dict:
-    """One problem in a rejection report (the shape ``docpost validate --json`` prints)."""
+    """One problem in a rejection report (the shape ``docpost validate --output json`` prints)."""
     return {"code": code, "file": file, "line": None, "path": path, "message": message}
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from docpost import xmlsafe
 from docpost.errors import DocpostError, internal_code, is_infrastructure
 
 NS_POST_STATUS = "http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"
@@ -110,21 +111,14 @@ class PostStatus:
         return (self.message_uuid.lower(), self.transmission_id.lower(), self.status_code)
 
 
-_PARSER_OPTIONS = dict(
-    resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-    huge_tree=False, remove_comments=True, remove_pis=True,
-)
-
-
 def _safe_parse(xml: bytes) -> etree._Element:
     """Parse untrusted XML: no DTDs, no entity expansion, no network, bounded size."""
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     if len(xml) > _MAX_RECEIPT_BYTES:
         raise MalformedReceipt("too-large", f"receipt larger than {_MAX_RECEIPT_BYTES} bytes")
-    parser = etree.XMLParser(**_PARSER_OPTIONS)
     try:
-        root = etree.fromstring(xml, parser)
+        root = etree.fromstring(xml, xmlsafe.parser(remove_comments=True, remove_pis=True))
     except etree.XMLSyntaxError as exc:
         raise MalformedReceipt("xml-invalid", f"receipt is not well-formed XML ({exc.msg})") from exc
     if root.getroottree().docinfo.doctype:
@@ -364,7 +358,7 @@ def read_feed_entry(entry: Any) -> FeedEntry:
 def reason_of(exc: BaseException) -> tuple[str, str]:
     """(code, plain message) of why a receipt is set aside; a foreign exception by its type only."""
     if isinstance(exc, DocpostError):
-        from docpost.ledger.identity import scrub
+        from docpost.privacy import scrub
 
         return exc.code, scrub(exc.message) or exc.code
     return internal_code(exc), f"unexpected {type(exc).__name__} while handling the receipt"

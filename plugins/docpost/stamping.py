@@ -18,7 +18,6 @@ in the MeMo ``Sender/ContactPoint``, in the legacy fjernprint fields
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -230,20 +229,10 @@ def default_path() -> Path:
     return config.settings().config_dir / PROFILES_FILE
 
 
-_lock = threading.Lock()
-_schema_cache: dict[str, object] = {}
-
-
 def _schema():
-    from lxml import etree
+    from docpost import config, xmlsafe
 
-    from docpost import config
-
-    path = str(config.settings().schema_dir / PROFILES_SCHEMA)
-    with _lock:
-        if path not in _schema_cache:
-            _schema_cache[path] = etree.XMLSchema(etree.parse(path))
-        return _schema_cache[path]
+    return xmlsafe.schema(config.settings().schema_dir / PROFILES_SCHEMA)
 
 
 def _text(el, name: str) -> str | None:
@@ -255,18 +244,18 @@ def _check(data: bytes, path: Path, hierarchy: Hierarchy):
     """Parse and check a profiles file: (SendingProfiles | None, errors in line order)."""
     from lxml import etree
 
-    from docpost import config
+    from docpost import config, xmlsafe
 
     where = str(path)
     try:
-        root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+        root = etree.fromstring(data, xmlsafe.parser())
     except etree.XMLSyntaxError as exc:
         return None, [ProfilesMalformedXml(f"the file is not well-formed XML: {exc.msg or exc}",
                                            path=where, line=exc.lineno or None)]
-    schema = _schema()
-    if not schema.validate(root):
+    valid, error_log = _schema().check(root)
+    if not valid:
         return None, [ProfilesSchemaError(e.message.replace(_Q, ""), path=where,
-                                          line=e.line or None) for e in schema.error_log]
+                                          line=e.line or None) for e in error_log]
 
     errors: list[ProfilesError] = []
     sender_cvr = config.settings().sender_cvr

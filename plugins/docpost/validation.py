@@ -13,14 +13,12 @@ line, element path and a plain-language message. Messages never carry a clear CP
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import io
 import json
 import logging
 import os
 import re
 import stat
-import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Protocol, runtime_checkable
 from docpost import model
 from docpost.errors import DocpostError, describe
 from docpost.model import ATTENTION_FILE, CASE_FILE, MANIFEST_FILE, READY_MARKER
+from docpost.privacy import scrub
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +240,6 @@ def discover(path: str | os.PathLike) -> list[LocalSubmission]:
 # --------------------------------------------------------------------------- masking
 
 
-_CPR_RE = re.compile(r"(?<!\d)(\d{6})-?\d{4}(?!\d)")
-_CVR_RE = re.compile(r"(?<!\d)(\d{4})\d{4}(?!\d)")
 _VALUE_RE = re.compile(r"(value|literal) '([^']*)'")
 # Elements whose values carry no personal data: their values may appear in messages.
 _SAFE_VALUE_ELEMENTS = frozenset({
@@ -252,12 +249,6 @@ _SAFE_VALUE_ELEMENTS = frozenset({
     "FESDdokumentIdentifikator", "FESDaktoerIdentifikator", "BrevDato", "OprettetDato",
     "PostCodeIdentifier", "FloorIdentifier", "CountryIdentificationCode", "Heading", "role",
 })
-
-
-def scrub(text: str) -> str:
-    """Mask anything shaped like a CPR or CVR number in a message."""
-    text = _CPR_RE.sub(lambda m: f"{m.group(1)}-****", text)
-    return _CVR_RE.sub(lambda m: f"{m.group(1)}****", text)
 
 
 def _redact_values(message: str, element: str | None) -> str:
@@ -303,22 +294,15 @@ def filename_problems(name: str) -> list[tuple[str, str]]:
 class _Schemas:
     """The four XSDs compiled for one engine, and error mapping to reason codes."""
 
-    def __init__(self, engine: str, schema_dir: Path):
+    def __init__(self, engine: str, schema_dir: Path | str):
+        from docpost import xmlsafe
+
         self.engine = engine
-        # A compiled lxml schema keeps the error log of its last validation: validating and then
-        # reading that log must not interleave with another thread's validation (the pipeline
-        # reads submissions in threads), or a failed check can come back with no errors.
-        self._lock = threading.Lock()
-        if engine == "lxml":
-            from lxml import etree
-
-            self._schemas = {k: etree.XMLSchema(etree.parse(str(schema_dir / f))) for k, f in _SCHEMA_FILES.items()}
-        elif engine == "xmlschema":
-            import xmlschema
-
-            self._schemas = {k: xmlschema.XMLSchema(str(schema_dir / f)) for k, f in _SCHEMA_FILES.items()}
-        else:
+        if engine not in ENGINES:
             raise ValueError(f"unknown schema engine {engine!r}; use one of {ENGINES}")
+        # Compiled once per process by xmlsafe.schema; an lxml Schema is safe to share between
+        # threads (the pipeline reads submissions in threads): each check gets its own error log.
+        self._schemas = {k: xmlsafe.schema(os.path.join(schema_dir, f), engine=engine) for k, f in _SCHEMA_FILES.items()}
 
     def errors(self, kind: str, tree, file: str) -> list[ValidationIssue]:
         if self.engine == "lxml":
@@ -339,11 +323,9 @@ class _Schemas:
     _LXML_VALUE_TYPES = ("SCHEMAV_CVC_", "SCHEMAV_CVC_DATATYPE")
 
     def _lxml_errors(self, kind: str, tree, file: str) -> list[ValidationIssue]:
-        schema = self._schemas[kind]
-        with self._lock:
-            if schema.validate(tree):
-                return []
-            error_log = list(schema.error_log)
+        valid, error_log = self._schemas[kind].check(tree)
+        if valid:
+            return []
         if not error_log:  # never report a failed check as valid
             return [ValidationIssue("schema.invalid", "the document does not match its schema", file, None, None)]
         issues: list[ValidationIssue] = []
@@ -423,18 +405,14 @@ def _element_and_path(tree, xpath: str | None) -> tuple[str | None, str | None]:
     return names[0], "/" + "/".join(reversed(names))
 
 
-@functools.lru_cache(maxsize=4)
-def _schemas(engine: str, schema_dir: str) -> _Schemas:
-    return _Schemas(engine, Path(schema_dir))
-
-
 def schemas(engine: str = "lxml", schema_dir: Path | None = None) -> _Schemas:
-    """The compiled XSDs (cached per engine and folder)."""
+    """The four XSDs of ``schema_dir`` (default: the settings') for ``engine``, compiled once
+    per process (:func:`docpost.xmlsafe.schema` holds the cache)."""
     if schema_dir is None:
         from docpost.config import settings
 
         schema_dir = settings().schema_dir
-    return _schemas(engine, str(schema_dir))
+    return _Schemas(engine, schema_dir)
 
 
 # --------------------------------------------------------------------------- PDFs
@@ -525,19 +503,15 @@ class _Run:
         return tree
 
 
-_CPR_SHAPE = re.compile(r"[0-9]{10}")
-_CVR_SHAPE = re.compile(r"[1-9][0-9]{7}")
-
-
 def _identifier_checks(run: _Run, tree, file: str) -> None:
     """CPR dates and CVR check digits wherever the manifest or att.xml carries them."""
     from docpost import identifiers
 
     ns_m, ns_a = model.NS_MANIFEST, model.NS_ATTENTION
     checks = (
-        (f"{{{ns_m}}}Recipient/{{{ns_m}}}CPRnummerIdentifikator", _CPR_SHAPE, identifiers.check_cpr),
-        (f"{{{ns_m}}}Recipient/{{{ns_m}}}CVRnummerIdentifikator", _CVR_SHAPE, identifiers.check_cvr),
-        (f"{{{ns_a}}}ContentData/{{{ns_a}}}CPRdata/{{{ns_a}}}cprNumber", _CPR_SHAPE, identifiers.check_cpr),
+        (f"{{{ns_m}}}Recipient/{{{ns_m}}}CPRnummerIdentifikator", identifiers.CPR_SHAPE, identifiers.check_cpr),
+        (f"{{{ns_m}}}Recipient/{{{ns_m}}}CVRnummerIdentifikator", identifiers.CVR_SHAPE, identifiers.check_cvr),
+        (f"{{{ns_a}}}ContentData/{{{ns_a}}}CPRdata/{{{ns_a}}}cprNumber", identifiers.CPR_SHAPE, identifiers.check_cpr),
     )
     root = tree.getroot()
     for xpath, shape, check in checks:

@@ -1,4 +1,15 @@
-"""Safe parsing of untrusted XML: UTF-8 only, no DTD, no entities, no network, no XInclude.
+"""The one way docpost reads XML: the hardened parser, safe parsing with limits, compiled schemas.
+
+- :func:`parser`: the one hardened lxml parser configuration (no DTD loaded, no entities
+  resolved, no network, no ID hashing; libxml2's size limits on unless ``huge_tree`` is asked
+  for). Use it with ``etree.fromstring`` where a caller handles ``etree.XMLSyntaxError`` itself
+  (configuration files, service answers, receipts, documents docpost built).
+- :func:`parse`: untrusted documents (submissions, inbound messages) with stable reason codes.
+- :func:`schema`: compiled XSDs, cached once per process by resolved path, safe to share
+  between threads (see :class:`Schema`).
+
+No other module builds an ``etree.XMLParser`` or compiles an ``XMLSchema`` (enforced by
+``tests/unit/test_one_way.py``).
 
 Every submission's XML passes through :func:`parse` before schema validation. It refuses, with a
 stable reason code, anything a hostile or broken source system could use against the parser:
@@ -17,6 +28,10 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -137,16 +152,48 @@ def _check_no_doctype(body: bytes) -> None:
         raise DTDForbidden("document type declarations (DTDs, entities) are not allowed", _line_at(body, pos))
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
+_local = threading.local()
+
+
+def parser(
+    *,
+    huge_tree: bool = False,
+    remove_comments: bool = False,
+    remove_pis: bool = False,
+    resolvers: Sequence[etree.Resolver] = (),
+) -> etree.XMLParser:
+    """The hardened lxml parser: no DTD, no entity expansion, no network, no ID collection.
+
+    ``huge_tree`` lifts libxml2's limits (10 MB text nodes, depth 256): only for documents that
+    embed whole files as base64 (a MeMo message, a ``kombi_request``, an inbound message up to
+    64 MB). ``remove_comments`` / ``remove_pis`` drop those nodes. ``resolvers`` (lxml
+    resolvers, e.g. for in-memory XSD imports) give a new parser; otherwise one parser per
+    thread and configuration is reused (an lxml parser serialises concurrent use).
+    """
+    key = (huge_tree, remove_comments, remove_pis)
+    cache = None
+    if not resolvers:
+        cache = getattr(_local, "parsers", None)
+        if cache is None:
+            cache = _local.parsers = {}
+        found = cache.get(key)
+        if found is not None:
+            return found
+    made = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=False,
+        huge_tree=huge_tree,
         collect_ids=False,
-        remove_pis=True,
+        remove_comments=remove_comments,
+        remove_pis=remove_pis,
     )
+    for resolver in resolvers:
+        made.resolvers.add(resolver)
+    if cache is not None:
+        cache[key] = made
+    return made
 
 
 def parse(
@@ -155,8 +202,12 @@ def parse(
     max_bytes: int = MAX_XML_BYTES,
     max_depth: int = MAX_DEPTH,
     max_elements: int = MAX_ELEMENTS,
+    huge_tree: bool = False,
 ) -> etree._ElementTree:
-    """Parse untrusted XML bytes into an lxml tree, or raise an :class:`XMLSafetyError`."""
+    """Parse untrusted XML bytes into an lxml tree, or raise an :class:`XMLSafetyError`.
+
+    ``huge_tree``: see :func:`parser` (needed when ``max_bytes`` allows text nodes over 10 MB).
+    """
     if len(data) > max_bytes:
         raise XMLTooLarge(f"{len(data)} bytes is more than the {max_bytes} allowed")
     if not data.strip():
@@ -164,7 +215,7 @@ def parse(
     body = _check_encoding(data)
     _check_no_doctype(body)
     try:
-        root = etree.fromstring(body, _parser())
+        root = etree.fromstring(body, parser(huge_tree=huge_tree, remove_pis=True))
     except etree.XMLSyntaxError as exc:
         text = str(exc.msg or exc)
         if "Excessive depth" in text or "depth" in text.lower() and "exceed" in text.lower():
@@ -200,3 +251,98 @@ def _check_structure(root: etree._Element, max_depth: int, max_elements: int) ->
                 raise XIncludeForbidden("XInclude is not allowed", element.sourceline)
         elif not isinstance(element.tag, str) and element.tag is etree.Entity:
             raise MalformedXML("entity references are not allowed", element.sourceline)
+
+
+# --------------------------------------------------------------------------- compiled schemas
+
+SchemaBuilder = Callable[[Path], tuple[str, Sequence[etree.Resolver]]]
+
+
+class Schema:
+    """A compiled lxml XSD that threads may share.
+
+    A compiled ``etree.XMLSchema`` keeps the error log of its last validation, so two threads
+    validating with one object can mix up (or lose) each other's errors. :meth:`check` therefore
+    borrows a compiled copy from a small pool for each validation (compiling one more only when
+    all are busy): the verdict and its errors always belong together, and threads still
+    validate in parallel (lxml releases the GIL while validating).
+    """
+
+    def __init__(self, path: Path, compile_: Callable[[], etree.XMLSchema]):
+        self.path = path
+        self._compile = compile_
+        self._free: list[etree.XMLSchema] = [compile_()]  # compile errors surface at once
+
+    def check(self, tree: etree._ElementTree | etree._Element) -> tuple[bool, list[Any]]:
+        """``(valid, error log entries)`` of ``tree`` (entries empty when valid)."""
+        try:
+            compiled = self._free.pop()  # list.pop and list.append are atomic: no lock needed
+        except IndexError:
+            compiled = self._compile()
+        try:
+            if compiled.validate(tree):
+                return True, []
+            return False, list(compiled.error_log)
+        finally:
+            self._free.append(compiled)
+
+    def validate(self, tree: etree._ElementTree | etree._Element) -> bool:
+        return self.check(tree)[0]
+
+
+_schemas: dict[tuple, Any] = {}
+_schemas_by_name: dict[tuple, Any] = {}
+_schemas_lock = threading.Lock()
+
+
+def schema(
+    path: Path | str,
+    *,
+    driver: str | None = None,
+    build: SchemaBuilder | None = None,
+    engine: str = "lxml",
+) -> Any:
+    """The compiled XSD at ``path``, compiled once per process (cached by resolved path).
+
+    - ``engine="lxml"`` (default): a thread-safe :class:`Schema`.
+    - ``engine="xmlschema"``: an ``xmlschema.XMLSchema`` (validation does not mutate it).
+    - ``driver``: an in-memory XSD text used as the entry document, resolved relative to
+      ``path`` (when a schema set needs one document importing several namespaces).
+    - ``build(resolved path) -> (driver text, lxml resolvers)``: computes the driver and the
+      resolvers that serve generated XSDs from memory, on first use only.
+
+    Schema documents are docpost's own files, parsed with :func:`parser`.
+    """
+    name_key = (str(path), driver, build, engine)
+    found = _schemas_by_name.get(name_key)
+    if found is not None:
+        return found
+    resolved = Path(path).resolve()
+    key = (str(resolved), driver, build, engine)
+    with _schemas_lock:
+        found = _schemas.get(key)
+        if found is None:
+            found = _schemas[key] = _compile(resolved, driver, build, engine)
+        _schemas_by_name[name_key] = found
+        return found
+
+
+def _compile(path: Path, driver: str | None, build: SchemaBuilder | None, engine: str) -> Any:
+    if engine == "xmlschema":
+        if driver is not None or build is not None:
+            raise ValueError("driver/build are for the lxml engine")
+        import xmlschema
+
+        return xmlschema.XMLSchema(str(path))
+    if engine != "lxml":
+        raise ValueError(f"unknown schema engine {engine!r}")
+
+    def compile_() -> etree.XMLSchema:
+        text, resolvers = (driver, ()) if build is None else build(path)
+        if text is None:
+            doc = etree.parse(str(path), parser())
+        else:
+            doc = etree.fromstring(text.encode(), parser(resolvers=resolvers), base_url=path.as_uri()).getroottree()
+        return etree.XMLSchema(doc)
+
+    return Schema(path, compile_)

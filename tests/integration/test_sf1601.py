@@ -14,7 +14,8 @@ import pytest
 
 from docpost import receipts as rc
 from docpost.channels.sf1601 import (Outcome, Permanent, Retryable, UnknownOutcome,
-                                     parse_retry_after, scrub)
+                                     parse_retry_after)
+from docpost.privacy import scrub
 from sf1601_support import (client_for, cpr_for, kombi_request, pki, start,  # noqa: F401
                             wait_for_receipts)
 

@@ -18,10 +18,10 @@ from docpost.ledger import (
     pseudonymise,
     recipient_hash,
     requeue_target,
-    scrub,
     transaction_id,
 )
 from docpost.ledger.engine import create_ledger_engine, normalise_url, resolve_url
+from docpost.privacy import scrub
 
 S = MessageState
 ORDER = [S.RECEIVED, S.VALIDATED, S.STAMPED, S.RENDERED, S.SUBMITTED]

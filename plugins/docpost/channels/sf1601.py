@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from docpost.errors import DocpostError, Unavailable, describe
+from docpost.privacy import scrub
 
 if TYPE_CHECKING:  # pragma: no cover
     from docpost.receipts import ReceiptPage
@@ -98,17 +99,7 @@ class UnknownOutcome(SF1601Error, Unavailable):
     """
 
 
-_CPR = re.compile(r"(?<![\w-])(\d{6})-?(\d{4})(?![\w-])")
-_CVR = re.compile(r"(?<![\w-])(\d{4})(\d{4})(?![\w-])")
-
-
-def scrub(text: str | None, limit: int = 2000) -> str | None:
-    """Mask CPR- and CVR-shaped numbers in a service text before it is stored or logged."""
-    if text is None:
-        return None
-    text = _CPR.sub(lambda m: f"{m.group(1)}-****", text)
-    text = _CVR.sub(lambda m: f"{m.group(1)}****", text)
-    return text[:limit]
+SERVICE_TEXT_LIMIT = 2000  # characters of a service's error text kept (after masking)
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -181,11 +172,12 @@ def _parse_answer(body: bytes) -> dict[str, str]:
     """Leaf elements of the service's XML answer by local name (tolerant; safe parser)."""
     from lxml import etree
 
+    from docpost import xmlsafe
+
     if not body or not body.lstrip().startswith(b"<"):
         return {}
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
-        root = etree.fromstring(body, parser)
+        root = etree.fromstring(body, xmlsafe.parser())
     except etree.XMLSyntaxError:
         return {}
     out: dict[str, str] = {}
@@ -205,7 +197,7 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
             code, text = data.get("error") or data.get("code"), data.get("message") or data.get("detail")
         except (ValueError, AttributeError):
             pass
-    return code, scrub(str(text) if text is not None else None)
+    return code, scrub(str(text) if text is not None else None, SERVICE_TEXT_LIMIT)
 
 
 def _is_tls_failure(exc: httpx.TransportError) -> bool:
@@ -266,10 +258,11 @@ def _saml_not_on_or_after(assertion_b64: str) -> dt.datetime | None:
     """``Conditions/@NotOnOrAfter`` of a base64 SAML assertion, if readable."""
     from lxml import etree
 
+    from docpost import xmlsafe
+
     try:
         xml = base64.b64decode(assertion_b64)
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-        root = etree.fromstring(xml, parser)
+        root = etree.fromstring(xml, xmlsafe.parser())
     except (ValueError, etree.XMLSyntaxError):
         return None
     conditions = root.find(f".//{{{NS_SAML}}}Conditions")
@@ -450,7 +443,7 @@ class SF1601Client:
             fields = _parse_answer(response.content)
             result = fields.get("Resultat", fields.get("result", "true")).lower()
             if result not in ("true", "1"):
-                code, text = fields.get("FejlKode"), scrub(fields.get("FejlTekst"))
+                code, text = fields.get("FejlKode"), scrub(fields.get("FejlTekst"), SERVICE_TEXT_LIMIT)
                 raise Permanent("rejected", f"kombi: refused: {code or ''} {text or ''}".strip(),
                                 status_code=response.status_code, error_code=code, error_text=text)
             return SendResult(transaction_id, fields.get("TransmissionId"), response.status_code)

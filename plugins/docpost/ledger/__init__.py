@@ -20,7 +20,7 @@ from docpost.ledger.errors import (
     UnexpectedState,
     UnknownMessage,
 )
-from docpost.ledger.identity import message_uuid, pseudonymise, recipient_hash, scrub, transaction_id
+from docpost.ledger.identity import message_uuid, pseudonymise, recipient_hash, transaction_id
 from docpost.ledger.records import (
     Conflict,
     Event,
@@ -52,5 +52,5 @@ __all__ = [
     "Conflict", "Event", "IllegalTransition", "InvalidField", "Ledger", "LedgerConfigError", "LedgerError",
     "Message", "MessageRef", "MessageState", "Move", "Receipt", "ReceiptResult", "RegisterResult",
     "RegisteredMessage", "Registration", "Report", "TransitionResult", "UnexpectedState", "UnknownMessage",
-    "is_legal", "ledger_at", "message_uuid", "pseudonymise", "recipient_hash", "requeue_target", "scrub", "shared_ledger", "transaction_id",
+    "is_legal", "ledger_at", "message_uuid", "pseudonymise", "recipient_hash", "requeue_target", "shared_ledger", "transaction_id",
 ]

@@ -4,17 +4,18 @@
   identity (source system, submission id, content hash), so a retried send carries the same ids.
 - :func:`pseudonymise` turns a clear CPR/CVR into what the ledger stores: the mask
   (``010190-****``) and an HMAC-SHA256 keyed hash for lookups. The clear number is never stored.
-- :func:`scrub` masks CPR/CVR-shaped numbers in free text (reasons, details, receipt errors).
+
+Free text (reasons, details, receipt errors) passes :func:`docpost.privacy.scrub` before it
+reaches the ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import uuid
 
-from docpost.model import mask_identifier
+from docpost.privacy import mask_identifier
 
 _MESSAGE_NS = b"docpost:message-uuid:1"
 _TRANSACTION_NS = b"docpost:transaction-id:1"
@@ -49,19 +50,3 @@ def recipient_hash(id_type: str, identifier: str, key: bytes) -> str:
 def pseudonymise(id_type: str, identifier: str, key: bytes) -> tuple[str, str]:
     """``(masked, keyed hash)`` of a clear CPR/CVR number."""
     return mask_identifier(identifier), recipient_hash(id_type, identifier, key)
-
-
-_CPR = re.compile(r"(?<![\w-])(\d{6})-?\d{4}(?![\w-])")
-_CVR = re.compile(r"(?<![\w-])(\d{4})\d{4}(?![\w-])")
-
-
-def scrub(text: str | None) -> str | None:
-    """Mask anything shaped like a CPR (10 digits) or CVR (8 digits) number in free text.
-
-    Ledger texts (reasons, event details, receipt errors) pass through here before storage, so a
-    CPR quoted in an error message from Digital Post never lands in the ledger. UUIDs and hashes
-    are left alone (digits joined to letters or dashes are not matched).
-    """
-    if text is None:
-        return None
-    return _CVR.sub(r"\1****", _CPR.sub(r"\1-****", text))

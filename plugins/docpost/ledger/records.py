@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from docpost.ledger.states import MessageState
-from docpost.model import IdType, Submission, mask_identifier
+from docpost.model import IdType, Submission
+from docpost.privacy import mask_identifier
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ from docpost.ledger.states import (
     requeue_target,
 )
 from docpost.model import Channel, IdType, Recipient
+from docpost.privacy import scrub
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class Ledger:
             "state": S.RECEIVED.value, "attempts": 0, "case_number": reg.case_number,
             "case_uuid": reg.case_uuid, "document_number": reg.document_number,
             "document_uuid": reg.document_uuid, "document_type": reg.document_type,
-            "title": identity.scrub(reg.title), "created_at": now, "updated_at": now, "state_changed_at": now,
+            "title": scrub(reg.title), "created_at": now, "updated_at": now, "state_changed_at": now,
             "recipient_id_type": None, "recipient_masked": None, "recipient_hash": None,
             "listing": json.dumps({n: list(v) for n, v in sorted(reg.listing.items())}) if reg.listing else None,
         }
@@ -329,7 +330,7 @@ class Ledger:
             elif hasattr(value, "value"):  # enums (ReplyType, ...)
                 value = value.value
             if name in _FREE_TEXT:
-                value = identity.scrub(value)
+                value = scrub(value)
             values[name] = value
         return values
 
@@ -417,7 +418,7 @@ class Ledger:
         values = self._field_values(fields)
         ids = list(dict.fromkeys(message_ids))
         expected = self._expected(expected_from)
-        detail = identity.scrub(detail)
+        detail = scrub(detail)
         moved, unchanged = [], []
         with self._write() as conn:
             now = _now()
@@ -467,7 +468,7 @@ class Ledger:
                 move, same = self._check(current, to, expected, count_attempt)
                 unchanged.extend(same)
                 self._write_moves(conn, to, [
-                    (mid, current[mid].state, identity.scrub(by_id[mid].detail), prepared[mid], None) for mid in move
+                    (mid, current[mid].state, scrub(by_id[mid].detail), prepared[mid], None) for mid in move
                 ], actor, now, count_attempt)
                 moved.extend(move)
             if to is S.SUBMITTED and moved:
@@ -526,7 +527,7 @@ class Ledger:
         so that a later run tries the message again; returns the ids held. Final messages are left
         alone.
         """
-        items = {mid: (code, identity.scrub(text)) for mid, code, text in faults}
+        items = {mid: (code, scrub(text)) for mid, code, text in faults}
         held: list[int] = []
         with self._write() as conn:
             now = _now()
@@ -773,7 +774,7 @@ class Ledger:
             rows.setdefault(key, {
                 "receipt_key": key, "message_uuid": r.message_uuid.strip().lower(), "outcome": state.value,
                 "channel": channel, "status_code": r.status_code, "error_code": r.error_code,
-                "error_text": identity.scrub(r.error_text), "at": r.at, "received_at": now,
+                "error_text": scrub(r.error_text), "at": r.at, "received_at": now,
             })
         with self._write() as conn:
             batch = list(rows.values())
@@ -898,7 +899,7 @@ class Ledger:
                     conn.execute(insert(events).from_select(
                         ["message_id", "from_state", "to_state", "at", "actor", "detail"],
                         select(messages.c.id, messages.c.state, literal(target.value), literal(now, UtcDateTime()),
-                               literal(actor), literal(identity.scrub(reason) or "requeued", Text()))
+                               literal(actor), literal(scrub(reason) or "requeued", Text()))
                         .where(messages.c.id.in_(group)),
                     ))
                     conn.execute(update(messages).where(messages.c.id.in_(group)).values(

@@ -33,7 +33,6 @@ from pydantic import SecretStr
 
 from docpost.replies.errors import MailRefused, MailTooLarge, MailUnavailable, MailUnsafe
 from docpost.settings import DEFAULT_MAIL_FROM as DEFAULT_FROM
-from docpost.settings import DEFAULT_MAIL_MAX_BYTES as MAX_MAIL_BYTES  # DOCPOST_MAIL_MAX_BYTES
 from docpost.settings import SMTP_CONN_ID, settings, smtp_from_airflow, under_airflow
 
 MAIL_DOMAIN = "docpost.soeby.dk"

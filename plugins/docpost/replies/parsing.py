@@ -59,7 +59,7 @@ class InboundMessage:
 
     @property
     def sender_masked(self) -> str:
-        from docpost.model import mask_identifier
+        from docpost.privacy import mask_identifier
 
         return mask_identifier(self.sender_id)
 
@@ -106,7 +106,8 @@ def parse_inbound(data: bytes) -> InboundMessage:
     from docpost.memo import validate_tree
 
     try:
-        tree = xmlsafe.parse(data, max_bytes=MAX_INBOUND_BYTES)
+        # huge_tree: up to 64 MB, attachments are base64 text nodes beyond libxml2's 10 MB limit
+        tree = xmlsafe.parse(data, max_bytes=MAX_INBOUND_BYTES, huge_tree=True)
     except xmlsafe.XMLSafetyError as exc:
         where = f" (line {exc.line})" if exc.line else ""
         if exc.code in _HOSTILE_CODES:

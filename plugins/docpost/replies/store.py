@@ -18,7 +18,8 @@ from sqlalchemy import func, or_, select, update
 
 from docpost.ledger import Ledger
 from docpost.ledger.engine import WRITE
-from docpost.ledger.identity import recipient_hash, scrub
+from docpost.ledger.identity import recipient_hash
+from docpost.privacy import scrub
 from docpost.replies.errors import UnknownInbound
 from docpost.replies.routing import Decision, Routing
 from docpost.replies.schema import decisions, inbound, mails

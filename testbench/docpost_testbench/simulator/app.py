@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from lxml import etree
 
 from docpost import receipts as rc
-from docpost.model import mask_identifier
+from docpost.privacy import mask_identifier, scrub  # the service's texts never echo CPR/CVR numbers
 from docpost_testbench.simulator import inbound
 from docpost_testbench.simulator.kombi import KombiRejected, read_kombi_request
 from docpost_testbench.simulator.store import Store
@@ -142,11 +142,6 @@ def _xml(status: int, body: bytes, headers: dict[str, str] | None = None) -> Res
 def _error(status: int, code: str, text: str, transaction_id: str | None = None,
            headers: dict[str, str] | None = None) -> Response:
     return _xml(status, _answer(False, transaction_id, None, code, text), headers)
-
-
-def _mask_numbers(text: str) -> str:
-    """The service's error texts must not echo CPR/CVR numbers."""
-    return re.sub(r"(?<![\w-])\d{8,10}(?![\w-])", lambda m: mask_identifier(m.group(0)), text)
 
 
 class _TransportCapture:
@@ -272,7 +267,7 @@ class Simulator:
             letter = read_kombi_request(body)
         except KombiRejected as exc:
             self.counters.rejected += 1
-            answer = _answer(False, transaction_id, None, exc.code, _mask_numbers(exc.text))
+            answer = _answer(False, transaction_id, None, exc.code, scrub(exc.text))
             self.store.record_transaction(transaction_id, 400, answer, None)
             return 400, answer
         transmission_id = self.new_uuid()

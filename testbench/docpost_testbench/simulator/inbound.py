@@ -38,6 +38,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from lxml import etree
 
+from docpost import xmlsafe
+
 NS_MEMO = "https://DigitalPost.dk/MeMo-1"
 _M = f"{{{NS_MEMO}}}"
 
@@ -110,7 +112,8 @@ def ensure_schema(db: sqlite3.Connection) -> None:
 
 
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+    # docpost's hardened parser; huge_tree: a request embeds whole PDFs as base64
+    return xmlsafe.parser(huge_tree=True)
 
 
 def _text(el, path: str) -> str | None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from docpost import xmlsafe
+
 NS_MEMO = "https://DigitalPost.dk/MeMo-1"
 NS_FJERNPRINT = "urn:oio:fjernprint:1.0.0"
 NS_DKAL = "urn:oio:dkal:1.0.0"
@@ -53,8 +55,8 @@ def _as_bytes(part: object) -> bytes | None:
 
 
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           huge_tree=True, remove_blank_text=False)
+    # docpost's hardened parser; huge_tree: a request embeds whole PDFs as base64
+    return xmlsafe.parser(huge_tree=True)
 
 
 def _text(root: etree._Element, path: str) -> str | None:
