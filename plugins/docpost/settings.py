@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(600.0, ge=0, description="a killed task's claims expire after this")
     max_faults: int = Field(3, ge=1, description="unexpected failures on one letter before quarantine")
     task_retries: int = Field(3, ge=0, description="Airflow retries per task")
+    collect_lookback_days: int = Field(7, ge=0, description="days before the night whose inbox folders collect sweeps")
+    stale_after_hours: float = Field(48.0, gt=0, description="a letter workable for longer than this is reported stale")
 
     # -- mail (replies)
     smtp_host: str | None = Field(None, description="mail server; unset: smtp_default under Airflow, else localhost")
