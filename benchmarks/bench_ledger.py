@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from docpost.ledger import Ledger, MessageState, Receipt, Registration
+from docpost_testbench.stack import use_bench_key
 
 S = MessageState
 DAY = dt.date(2026, 11, 28)
@@ -97,6 +98,7 @@ def run(ledger: Ledger, count: int, batch: int) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_bench_key()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5000, help="messages per call (a mapped chunk)")

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from docpost_testbench.stack import use_bench_key
+
+use_bench_key()  # the tests, like the demo, run on the bench's pseudonym key (the product has none)
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "fixtures" / "reference"  # third-party samples, see its PROVENANCE.md
 PG_ADMIN_URL = os.environ.get("DOCPOST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

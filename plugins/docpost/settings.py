@@ -55,7 +55,6 @@ LEDGER_CONN_ID = "docpost_ledger"
 SF1601_CONN_ID = "docpost_sf1601"
 SMTP_CONN_ID = "smtp_default"
 
-DEFAULT_PSEUDONYM_KEY = b"docpost-embedded-key-change-me-in-production"
 DEFAULT_MAIL_FROM = "docpost@soeby.dk"
 DEFAULT_MAIL_MAX_BYTES = 25 * 1024 * 1024  # what common mail servers take
 
@@ -95,9 +94,8 @@ class Settings(BaseSettings):
     aws_profile: str | None = Field(None, validation_alias="AWS_PROFILE")
 
     # -- the letters
-    pseudonym_secret: SecretBytes = Field(SecretBytes(DEFAULT_PSEUDONYM_KEY),
-                                          validation_alias="DOCPOST_PSEUDONYM_KEY", min_length=16,
-                                          description="HMAC key for recipient lookup hashes")
+    pseudonym_secret: SecretBytes | None = Field(None, validation_alias="DOCPOST_PSEUDONYM_KEY", min_length=16,
+                                                 description="HMAC key for recipient lookup hashes")
     sender_cvr: str = Field("29189846", description="the municipality's CVR (MeMo Sender)")
     window_content: Literal["cover", "reject"] = Field(
         "cover", description="supplied PDF with content in the window: cover | reject")
@@ -161,7 +159,16 @@ class Settings(BaseSettings):
 
     @property
     def pseudonym_key(self) -> bytes:
-        """The pseudonym key as bytes (``DOCPOST_PSEUDONYM_KEY``)."""
+        """The pseudonym key as bytes (``DOCPOST_PSEUDONYM_KEY``); there is no built-in one.
+
+        Without it nothing that stores or looks up a recipient starts (the ledger, the reply
+        store): a public default would let anyone recompute the lookup hashes. The test bench
+        gives the demo, the benchmarks and the tests a key of its own and says so.
+        """
+        if self.pseudonym_secret is None:
+            raise ConfigurationError(
+                "DOCPOST_PSEUDONYM_KEY is not set: docpost needs a secret key (at least 16 characters) "
+                "for its recipient lookup hashes", code="config.missing")
         return self.pseudonym_secret.get_secret_value()
 
     @property

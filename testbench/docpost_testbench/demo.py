@@ -120,6 +120,8 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
     from docpost.storage import ObjectStore, S3Sink
     from docpost_testbench.pki import create_test_pki
 
+    if stack.use_bench_key():
+        say("pseudonym key       the test bench's own (DOCPOST_PSEUDONYM_KEY is unset): never for production")
     if home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True)

@@ -124,6 +124,22 @@ class AirflowAPIError(StackError):
         self.status = status
 
 
+#: The bench's pseudonym key: the demo, the benchmarks and the tests use it. The product has no
+#: built-in key (docpost.settings refuses to look a recipient up without DOCPOST_PSEUDONYM_KEY).
+BENCH_PSEUDONYM_KEY = "docpost-test-bench-key-never-for-production"
+
+
+def use_bench_key() -> bool:
+    """Give this process (and what it starts) the bench's pseudonym key unless one is set.
+
+    Returns True when it did, so the caller can say so.
+    """
+    if os.environ.get("DOCPOST_PSEUDONYM_KEY"):
+        return False
+    os.environ["DOCPOST_PSEUDONYM_KEY"] = BENCH_PSEUDONYM_KEY
+    return True
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as s:
@@ -452,6 +468,7 @@ def airflow_env(
     installation's settings; ``extra_env`` is applied last.
     """
     home = Path(home).resolve()
+    use_bench_key()
     s = config.settings()
     api_port = api_port or free_port()
     dags_folder = Path(dags_folder or config.PROJECT_ROOT / "dags").resolve()

@@ -115,6 +115,19 @@ def test_resolve_url_prefers_docpost_db_url_then_the_default(monkeypatch, tmp_pa
 
 
 @pytest.mark.slow
+def test_under_airflow_a_missing_ledger_connection_fails_closed(monkeypatch, tmp_path):
+    monkeypatch.delenv("DOCPOST_DB_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_DOCPOST_LEDGER", raising=False)
+    monkeypatch.setenv("DOCPOST_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "docpost_nightly")  # what a task's environment says
+    with pytest.raises(LedgerConfigError, match="docpost_ledger"):
+        resolve_url()
+    assert not (tmp_path / "ledger.db").exists()  # no SQLite file of the worker's own
+    monkeypatch.delenv("AIRFLOW_CTX_DAG_ID")
+    assert resolve_url() == f"sqlite:///{tmp_path / 'ledger.db'}"  # outside Airflow: the default
+
+
+@pytest.mark.slow
 def test_airflow_connection_supplies_the_url_when_configured(monkeypatch, tmp_path):
     monkeypatch.delenv("DOCPOST_DB_URL", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_DOCPOST_LEDGER", "postgres://ledger:s3cret@db.example:5433/docpost")

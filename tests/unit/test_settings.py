@@ -132,7 +132,9 @@ def test_defaults_with_nothing_set(clean_env, tmp_path):
     assert s.db_url == f"sqlite:///{tmp_path / '.docpost' / 'ledger.db'}" and not s.db_url_configured
     assert s.schema_dir == config.PROJECT_ROOT / "schemas" and s.config_dir == config.PROJECT_ROOT / "config"
     assert (s.bucket, s.s3_endpoint_url, s.aws_conn_id) == ("docpost", None, "docpost_s3")
-    assert s.pseudonym_key == b"docpost-embedded-key-change-me-in-production"
+    with pytest.raises(ConfigurationError) as refused:  # no built-in key: nothing is looked up without one
+        s.pseudonym_key
+    assert refused.value.code == "config.missing" and "DOCPOST_PSEUDONYM_KEY" in str(refused.value)
     assert s.sender_cvr == "29189846"
     assert (s.sf1601_url, s.sf1601_cert, s.sf1601_key, s.sf1601_ca) == (None, None, None, None)
     assert (s.sf1601_timeout, s.sf1601_concurrency, s.sf1601_attempts) == (30.0, 8, 4)

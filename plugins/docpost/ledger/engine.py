@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -11,8 +10,6 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from docpost.ledger.errors import LedgerConfigError
-
-log = logging.getLogger(__name__)
 
 #: SQLite waits this long for another writer before giving up (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -34,11 +31,13 @@ def normalise_url(url: str | URL) -> URL:
 
 
 def resolve_url(airflow: bool | None = None) -> str:
-    """The ledger URL: ``DOCPOST_DB_URL`` if set, else the Airflow connection, else the default.
+    """The ledger URL: ``DOCPOST_DB_URL`` if set, else under Airflow its connection, else the default.
 
-    The Airflow connection ``docpost_ledger`` is consulted when ``airflow`` is True, or when it
-    is None and :func:`docpost.settings.under_airflow` says so for that connection (in a task,
-    or ``AIRFLOW_CONN_DOCPOST_LEDGER`` is set); only then is Airflow imported.
+    Under Airflow (``airflow`` True, or None and :func:`docpost.settings.under_airflow` holds)
+    the connection ``docpost_ledger`` is looked up through Airflow's own lookup (environment,
+    metadata database, secrets backend), and a missing one fails closed: a worker never falls
+    back to a SQLite file of its own. Outside Airflow the default is the SQLite ledger in
+    ``DOCPOST_HOME``. Airflow is imported only for the lookup.
     """
     from docpost.config import settings, under_airflow
     from docpost.ledger import airflow_connection
@@ -48,9 +47,11 @@ def resolve_url(airflow: bool | None = None) -> str:
         return s.db_url
     if airflow or (airflow is None and under_airflow(airflow_connection.CONN_ID)):
         url = airflow_connection.ledger_url()
-        if url:
-            return url
-        log.warning("Airflow connection %s not found; using the default ledger", airflow_connection.CONN_ID)
+        if not url:
+            raise LedgerConfigError(
+                f"under Airflow the ledger needs the Airflow connection {airflow_connection.CONN_ID} "
+                "(or DOCPOST_DB_URL), and neither was found")
+        return url
     return s.db_url
 
 
