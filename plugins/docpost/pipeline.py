@@ -32,7 +32,6 @@ from docpost.storage import ObjectStore, S3Submission, StorageError
 log = logging.getLogger(__name__)
 S = MessageState
 
-LOOKBACK_DAYS = 7  # how far back a run sweeps for late drops
 IO_THREADS = 8  # parallel S3 reads per chunk task (S3 latency, not CPU)
 WORKABLE = (S.RECEIVED, S.VALIDATED, S.STAMPED, S.RENDERED, S.RETRYING)
 
@@ -58,13 +57,23 @@ def _key(ref: MessageRef) -> SubmissionKey:
     return SubmissionKey(ref.source_system, ref.submission_date, ref.submission_id)
 
 
-def fingerprint(files: dict[str, Any]) -> str:
-    """Content identity of a submission from its listing: sha256 over its sorted file names and sizes."""
+def etag_value(etag: str | None) -> str:
+    """An S3 ETag as compared: without its quotes, lower case ("" when S3 gave none)."""
+    return (etag or "").strip().strip('"').lower()
+
+
+def fingerprint(files: dict[str, int], etags: dict[str, str] | None = None) -> str:
+    """Content identity of a submission from the listing collect already has (no GET): sha256
+    over every file but ``_READY`` in sorted name order, each as ``name NUL size NUL etag LF``
+    (UTF-8; the ETag as :func:`etag_value`). A single-part upload's ETag is the MD5 of its bytes,
+    so other bytes of the same length give another identity (docs/submission-contract.md)."""
+    etags = etags or {}
     digest = hashlib.sha256()
     for name in sorted(files):
         if name == "_READY":
             continue
-        digest.update(f"{name}\0{files[name]}\n".encode())
+        line = f"{name}\0{int(files[name])}\0{etag_value(etags.get(name))}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -89,45 +98,147 @@ class Chunk:
                 "first_id": self.first_id, "last_id": self.last_id, **counts}
 
 
-def _window(night: dt.date) -> list[dt.date]:
-    return [night - dt.timedelta(days=n) for n in range(LOOKBACK_DAYS, -1, -1)]
-
-
 def _ids_in(chunk: Chunk, states: Iterable[MessageState]) -> list[int]:
-    led, states = ledger(), list(states)
-    ids: list[int] = []
-    for day in _window(_date(chunk.night)):
-        ids.extend(i for i in led.message_ids(submission_date=day, states=states)
-                   if chunk.first_id <= i <= chunk.last_id)
-    return sorted(ids)
+    """Ids of the messages in ``states`` within the chunk's id range, whatever their submission
+    date (a letter left RETRYING or requeued weeks ago is worked on like tonight's), lowest first."""
+    return ledger().message_ids(states=list(states), first_id=chunk.first_id, last_id=chunk.last_id)
+
+
+class Claims:
+    """One stage task's claims: the letters (``refs``), the worker, the fence token every write of
+    the stage carries, and the claims found lost (by the heartbeat, a check, or a fenced write).
+
+    While the task works, a heartbeat thread renews the lease every third of it
+    (:meth:`Ledger.renew`), so a task may take as long as SF1601 needs while a killed task's
+    claims are free again after one lease: the heartbeat dies with its process, nothing renews
+    them, they expire, and the task's retry (same worker name) takes them back at once.
+
+    Renewal, not an ``execution_timeout`` shorter than the lease: a stage's time is set by others
+    (SF1601's latency, S3), and a timeout short enough to stay inside the lease would kill slow
+    but healthy deliveries mid-send, only for the retry to send the same letters again; a long
+    lease instead would keep a killed task's letters waiting for hours. With a heartbeat the lease
+    stays short and the work unbounded. The fence covers what renewal cannot promise (a process
+    paused, or the database unreachable, for longer than the lease): a claim taken over meanwhile
+    is found lost and the old worker's writes are skipped, never applied.
+    """
+
+    def __init__(self, led: Ledger, worker: str, token: str, lease: float) -> None:
+        import threading
+
+        self.led, self.worker, self.token, self.lease = led, worker, token, lease
+        self.refs: list[MessageRef] = []
+        self._lost: set[int] = set()
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.renewals = 0
+        self.renew_failures = 0
+
+    @property
+    def lost(self) -> set[int]:
+        with self._guard:
+            return set(self._lost)
+
+    def note_lost(self, ids: Iterable[int]) -> None:
+        ids = set(ids)
+        if ids:
+            with self._guard:
+                new = ids - self._lost
+                self._lost |= ids
+            if new:
+                log.warning("%s: %d claim(s) lost (lease expired and taken over, or cleared): those letters are "
+                            "skipped by this task", self.worker, len(new))
+
+    def held(self, refs: Iterable) -> list:
+        """``refs`` (or ``(ref, anything)`` pairs) whose claim is not known lost."""
+        lost = self.lost
+        return [r for r in refs if (r[0] if isinstance(r, tuple) else r).id not in lost]
+
+    def renew(self) -> set[int]:
+        """Renew every claim not known lost, now; returns the ids found lost by it."""
+        ids = [r.id for r in self.refs if r.id not in self.lost]
+        if not ids:
+            return set()
+        kept = set(self.led.renew(ids, self.worker, self.token, self.lease))
+        self.renewals += 1
+        gone = set(ids) - kept
+        self.note_lost(gone)
+        return gone
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except Exception as exc:  # noqa: BLE001 - the database may be away: try again next beat
+                self.renew_failures += 1
+                log.warning("%s: could not renew claims (%s); trying again in %.0f s", self.worker,
+                            describe(exc), interval)
+
+    def start(self) -> None:
+        """Start the heartbeat (not for an in-memory SQLite ledger: one connection, no second thread)."""
+        import threading
+
+        from sqlalchemy.pool import StaticPool
+
+        if not self.refs or self.lease <= 0 or isinstance(self.led.engine.pool, StaticPool):
+            return
+        self._thread = threading.Thread(target=self._beat, args=(max(self.lease / 3, 0.05),),
+                                        name=f"claims:{self.worker}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 @contextmanager
-def _claimed(chunk: Chunk, states: Iterable[MessageState], actor: str, stage: str) -> Iterator[list[MessageRef]]:
-    """This chunk's messages in ``states``, claimed for the stage's worker and released after.
+def _claimed(chunk: Chunk, states: Iterable[MessageState], actor: str, stage: str) -> Iterator[Claims]:
+    """This chunk's messages in ``states``, claimed for the stage's worker (one fence token for
+    the whole task), renewed while the stage works (see :class:`Claims`) and released after.
 
     Claims this same task left behind when its process was killed are taken back first (a retry
-    of the task has the same worker name); another run's claims expire after the lease.
+    of the task has the same worker name); another run's claims expire after the lease unless
+    their own task is still alive and renewing them.
     """
+    import uuid
+
     led, states = ledger(), list(states)
     worker = f"{actor}#{stage}:{chunk.index}"
     ids = _ids_in(chunk, states)
-    lease = config.settings().claim_lease_seconds
-    refs: list[MessageRef] = []
+    claims = Claims(led, worker, str(uuid.uuid4()), config.settings().claim_lease_seconds)
     step = led.chunk_size
-    for start in range(0, len(ids), step):
-        part = ids[start:start + step]
-        led.release(part, worker)
-        refs.extend(led.claim(states, len(part), worker, lease, message_ids=part))
     try:
-        yield refs
-    finally:
-        led.release([r.id for r in refs], worker)
+        for start in range(0, len(ids), step):
+            part = ids[start:start + step]
+            led.release(part, worker)
+            claims.refs.extend(led.claim(states, len(part), worker, claims.lease, message_ids=part,
+                                         token=claims.token))
+        claims.start()
+        yield claims
+    except BaseException:
+        claims.stop()
+        try:  # the stage's own error is the one to raise; unreleased claims expire after the lease
+            led.release([r.id for r in claims.refs], worker, token=claims.token)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: could not release claims (%s); they expire after the lease", worker, describe(exc))
+        raise
+    else:
+        claims.stop()
+        led.release([r.id for r in claims.refs], worker, token=claims.token)
 
 
-def _rows(refs: list[MessageRef]) -> dict:
-    """The ledger rows of the claimed messages, by id."""
-    return {m.id: m for m in ledger().messages([r.id for r in refs])}
+def _rows(refs: list[MessageRef], claims: Claims | None = None) -> dict:
+    """The ledger rows of the claimed messages, by id; with ``claims``, a row that no longer holds
+    the claim's token is noted lost (and left out)."""
+    rows = {m.id: m for m in ledger().messages([r.id for r in refs])}
+    if claims is not None:
+        gone = [mid for mid, m in rows.items() if m.claim_token != claims.token]
+        claims.note_lost(gone)
+        for mid in gone:
+            del rows[mid]
+    return rows
 
 
 class StageIncomplete(Unavailable):
@@ -226,21 +337,23 @@ def _refuse_folders(st: ObjectStore, refused: dict[str, list[tuple[str, str]]]) 
 
 
 def collect(night: str | dt.date, *, source_systems: list[str] | None = None, actor: str) -> dict:
-    """Register READY submissions of ``night`` (and late drops of the days before) as RECEIVED.
+    """Register READY submissions of ``night`` (and late drops of the
+    ``settings().collect_lookback_days`` days before) as RECEIVED.
 
     A READY folder whose source system, date or submission id breaks the contract is refused
-    alone, with a report under ``rejected/``; the others are registered."""
+    alone, with a report under ``rejected/``; the others are registered. A READY folder dated
+    before the sweep window is never collected here: :func:`audit` reports it."""
     day = _date(night)
     led, st = ledger(), store()
     led.upgrade()
     scan = st.scan_inbox(day, source_systems)
-    late = st.scan_inbox_before(day, LOOKBACK_DAYS, source_systems)
+    late = st.scan_inbox_before(day, config.settings().collect_lookback_days, source_systems)
     refused = {**scan.refused, **late.refused}
     _refuse_folders(st, refused)
     registrations = [
         Registration(
             source_system=key.source_system, submission_id=key.submission_id, submission_date=key.date,
-            content_hash=fingerprint(files), s3_prefix=key.prefix,
+            content_hash=fingerprint(files, found.etags[key]), s3_prefix=key.prefix,
             listing={name: (size, found.etags[key].get(name, "")) for name, size in files.items()},
         )
         for found in (scan, late)
@@ -262,11 +375,12 @@ def collect(night: str | dt.date, *, source_systems: list[str] | None = None, ac
 
 
 def plan_chunks(night: str | dt.date, *, chunk_size: int | None = None) -> list[dict]:
-    """Split the outstanding messages of the night's window into id-range chunks."""
+    """Split every outstanding message (a WORKABLE state, whatever its submission date: a letter
+    left RETRYING or requeued long ago is planned like tonight's) into id-range chunks, oldest
+    (lowest id) first. ``night`` only labels the chunks."""
     size = chunk_size or config.settings().chunk_size
     day = _date(night)
-    led = ledger()
-    ids = sorted(i for d in _window(day) for i in led.message_ids(submission_date=d, states=WORKABLE))
+    ids = ledger().message_ids(states=WORKABLE)
     slices = [ids[n:n + size] for n in range(0, len(ids), size)]
     chunks = [Chunk(day.isoformat(), n, len(slices), part[0], part[-1]).as_dict(messages=len(part))
               for n, part in enumerate(slices)]
@@ -347,18 +461,23 @@ class StageRun:
     The rest of the chunk goes on in every case. Only codes and exception types are logged.
     """
 
-    def __init__(self, stage: Stage, refs: list[MessageRef], actor: str) -> None:
-        self.stage, self.refs, self.actor = stage, refs, actor
-        self.rows = _rows(refs)
-        self.loaded = _load(refs, self.rows)
+    def __init__(self, stage: Stage, claims: Claims, actor: str) -> None:
+        self.stage, self.claims, self.refs, self.actor = stage, claims, claims.refs, actor
+        self.fence = claims.token
+        self.rows = _rows(self.refs, claims)
+        self.loaded = _load(claims.held(self.refs), self.rows)
         self.refused: list[tuple[MessageRef, list[dict]]] = []
         self.faults: list[tuple[MessageRef, BaseException]] = []
         self.kept: list[tuple[MessageRef, BaseException]] = []
+        self.settled: set[int] = set()  # moved meanwhile by a receipt or an operator: a no-op here
 
     def each(self, work) -> list[tuple[MessageRef, Any]]:
-        """``work(ref, message_row, submission)`` for every letter that (still) validates."""
+        """``work(ref, message_row, submission)`` for every letter that (still) validates and whose
+        claim is not known lost."""
         done = []
         for ref in self.refs:
+            if ref.id in self.claims.lost:
+                continue
             try:
                 report = self.loaded[ref.id]
                 if isinstance(report, BaseException):
@@ -385,22 +504,45 @@ class StageRun:
             log.warning("message %s: %s: unexpected %s", ref.message_uuid, self.stage.name, describe(exc, trace=True))
             self.faults.append((ref, exc))
 
+    def confirm(self, items: list) -> list:
+        """Renew the claims now and keep only ``items`` (refs or ``(ref, ...)`` pairs) still held:
+        the last check before something leaves that cannot be taken back (a send to SF1601)."""
+        self.claims.renew()
+        return self.claims.held(items)
+
+    def record(self, result) -> int:
+        """Note what a fenced write skipped (lost claims, letters settled meanwhile); returns how
+        many of its letters it did not apply."""
+        self.claims.note_lost(result.lost)
+        self.settled.update(result.settled)
+        return len(result.lost) + len(result.settled)
+
     def finish(self, moves: list[Move], **more: Any) -> dict:
-        """Record every outcome: reports, then refusals, faults, the done moves; then the verdict."""
+        """Record every outcome: reports, then refusals, faults, the done moves; then the verdict.
+
+        Every write carries the claim's fence: a letter whose claim was lost is skipped (counted
+        ``lost``), one settled meanwhile by a receipt or an operator is a no-op (``settled``)."""
         led, st = ledger(), store()
+        self.refused = self.claims.held(self.refused)
+        refused = len(self.refused)
         if self.refused:  # the source system reads why under rejected/, whether REJECTED or FAILED
             _write_reports(st, self.refused, self.stage.name)
             if self.stage.refuses is S.REJECTED:
-                led.reject_many([(ref.id, *_reason(issues)) for ref, issues in self.refused], self.actor)
+                refused -= self.record(led.reject_many([(ref.id, *_reason(issues)) for ref, issues in self.refused],
+                                                       self.actor, fence=self.fence))
             else:
-                led.transition_each([Move(ref.id, f"{code}: {text}", {"reason_code": code, "reason_text": text})
-                                     for ref, issues in self.refused for code, text in [_reason(issues)]],
-                                    S.FAILED, self.actor)
+                refused -= self.record(led.transition_each(
+                    [Move(ref.id, f"{code}: {text}", {"reason_code": code, "reason_text": text})
+                     for ref, issues in self.refused for code, text in [_reason(issues)]],
+                    S.FAILED, self.actor, expected_from=list(self.stage.takes), fence=self.fence))
         quarantined = self._record_faults(led)
-        led.transition_each(moves, self.stage.gives, self.actor, expected_from=list(self.stage.takes))
-        result = {"claimed": len(self.refs), self.stage.gives.value.lower(): len(moves),
-                  "rejected" if self.stage.refuses is S.REJECTED else "failed": len(self.refused),
-                  "held": len(self.faults) - quarantined, "quarantined": quarantined, **more}
+        done = led.transition_each(moves, self.stage.gives, self.actor, expected_from=list(self.stage.takes),
+                                   fence=self.fence)
+        skipped = self.record(done)
+        result = {"claimed": len(self.refs), self.stage.gives.value.lower(): len(moves) - skipped,
+                  "rejected" if self.stage.refuses is S.REJECTED else "failed": refused,
+                  "held": len(self.faults) - quarantined, "quarantined": quarantined,
+                  "lost": len(self.claims.lost), "settled": len(self.settled), **more}
         if self.kept:
             first = self.kept[0][1]
             raise StageIncomplete(
@@ -421,16 +563,18 @@ class StageRun:
             else:
                 hold.append((ref.id, code, f"unexpected {type(exc).__name__} in {self.stage.name}; "
                                            f"tried again by a later run ({tries} of {limit})"))
-        led.hold(hold, self.actor)
-        led.transition_each(quarantine, S.FAILED, self.actor)
-        return len(quarantine)
+        led.hold(hold, self.actor, fence=self.fence)
+        return len(quarantine) - self.record(led.transition_each(quarantine, S.FAILED, self.actor,
+                                                                 expected_from=list(self.stage.takes),
+                                                                 fence=self.fence))
 
 
 def _run(chunk: dict | Chunk, stage: Stage, actor: str, body) -> dict:
-    """Claim the chunk's letters in the stage's states, run ``body(StageRun)``, release them."""
+    """Claim the chunk's letters in the stage's states (renewed while ``body`` works, see
+    :class:`Claims`), run ``body(StageRun)``, release them."""
     chunk = Chunk.of(chunk)
-    with _claimed(chunk, stage.takes, actor, stage.name) as refs:
-        counts = body(StageRun(stage, refs, actor))
+    with _claimed(chunk, stage.takes, actor, stage.name) as claims:
+        counts = body(StageRun(stage, claims, actor))
     return chunk.as_dict(**counts)
 
 
@@ -664,7 +808,7 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
         return _kombi_request(ref, message, sub, result, _rendered_pdf(st, ref, message, sub, result))
 
     def body(run: StageRun) -> dict:
-        bodies = run.each(work)
+        bodies = run.confirm(run.each(work))  # never send a letter whose claim is gone
         outcomes = sf1601_client().send_many(
             [(ref.transaction_id, request) for ref, request in bodies],
             concurrency=s.sf1601_concurrency, attempts=s.sf1601_attempts,
@@ -684,9 +828,12 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
             else:
                 retrying.append(Move(ref.id, f"{out.code}: {out.error.message}",
                                      {"reason_code": out.code, "reason_text": out.error.message}))
-        ledger().transition_each(retrying, S.RETRYING, actor, count_attempt=True)
-        ledger().transition_each(gave_up, S.FAILED, actor)
-        return run.finish(submitted, retrying=len(retrying), gave_up=len(gave_up))
+        # fenced, and only from the states delivery takes: never SUBMITTED -> RETRYING (backwards)
+        takes = list(DELIVER.takes)
+        not_retried = run.record(ledger().transition_each(retrying, S.RETRYING, actor, takes, count_attempt=True,
+                                                          fence=run.fence))
+        not_given_up = run.record(ledger().transition_each(gave_up, S.FAILED, actor, takes, fence=run.fence))
+        return run.finish(submitted, retrying=len(retrying) - not_retried, gave_up=len(gave_up) - not_given_up)
 
     return _run(chunk, DELIVER, actor, body)
 
@@ -704,23 +851,159 @@ def fetch_receipts(*, actor: str, max_pages: int = 200) -> dict:
     return fetch_and_settle(sf1601_client(), store(), led, actor=actor, max_pages=max_pages)
 
 
+#: How many stale letters (and unknown folders) a report lists by name; all are counted.
+LISTED = 1000
+
+
+def stale_letters(*, now: dt.datetime | None = None, limit: int | None = LISTED) -> dict:
+    """Letters still workable (RECEIVED .. RENDERED, RETRYING: not submitted, not settled) more
+    than ``settings().stale_after_hours`` after they were registered, whatever their submission
+    date: how many, and the oldest ``limit`` as message UUID, state, reason code, submission date
+    and age in hours (no personal data)."""
+    hours = config.settings().stale_after_hours
+    now = now or dt.datetime.now(dt.UTC)
+    total, rows = ledger().stale_messages(hours, WORKABLE, now=now, limit=limit)
+    listed = [{"message_uuid": r["message_uuid"], "state": str(r["state"]), "reason_code": r["reason_code"],
+               "submission_date": r["submission_date"].isoformat(),
+               "age_hours": round((now - r["created_at"]).total_seconds() / 3600, 1)} for r in rows]
+    return {"stale_after_hours": hours, "stale": total, "stale_messages": listed}
+
+
+def _warn_stale(stale: dict, where: str) -> None:
+    if stale["stale"]:
+        shown = ", ".join(f"{m['message_uuid']} {m['state']} {m['age_hours']:g} h" for m in stale["stale_messages"][:20])
+        more = stale["stale"] - min(20, len(stale["stale_messages"]))
+        log.warning("%s: %d letter(s) workable for more than %g h: %s%s", where, stale["stale"],
+                    stale["stale_after_hours"], shown, f" (+{more} more)" if more > 0 else "")
+
+
+def _stale_text(stale: dict) -> str:
+    from docpost.ledger.views import table
+
+    lines = [f"letters workable for more than {stale['stale_after_hours']:g} h since registered "
+             f"(stale, any date): {stale['stale']}"]
+    if stale["stale_messages"]:
+        lines.append(table(["message uuid", "state", "reason", "submission date", "age (h)"],
+                           [(m["message_uuid"], m["state"], m["reason_code"] or "-", m["submission_date"],
+                             f"{m['age_hours']:g}") for m in stale["stale_messages"]], right=(4,)))
+        if stale["stale"] > len(stale["stale_messages"]):
+            lines.append(f"... and {stale['stale'] - len(stale['stale_messages'])} more")
+    return "\n".join(lines)
+
+
 def reconcile(*, overdue_hours: float = 24) -> dict:
-    """Count messages SUBMITTED longer than ``overdue_hours`` without a receipt (flagged in reports)."""
+    """Count messages SUBMITTED longer than ``overdue_hours`` without a receipt (flagged in reports),
+    and letters workable for longer than ``settings().stale_after_hours`` (stale); warns of both."""
     overdue = ledger().awaiting_receipt(overdue_hours)
     if overdue:
         log.warning("%d messages SUBMITTED over %s h without a receipt", len(overdue), overdue_hours)
-    return {"overdue": len(overdue)}
+    stale = stale_letters(limit=0)
+    if stale["stale"]:
+        log.warning("%d letter(s) workable for more than %g h (listed in the nightly summary)",
+                    stale["stale"], stale["stale_after_hours"])
+    return {"overdue": len(overdue), "stale": stale["stale"]}
 
 
 def summarize(night: str | dt.date, *, actor: str, overdue_hours: float = 24) -> dict:
-    """Write the night's report (JSON and text) to ``reports/<night>/``; returns the counts."""
+    """Write the night's report (JSON and text) to ``reports/<night>/``; returns the counts.
+
+    Besides the night's counts, the report lists the stale letters of every date
+    (:func:`stale_letters`: ``stale``, ``stale_messages``), which are also logged as a warning."""
     from docpost.ledger.views import report_text
 
     day = _date(night)
     report = ledger().report(day, overdue_hours=overdue_hours)
+    stale = stale_letters()
+    _warn_stale(stale, f"summary {day}")
     st = store()
-    data = report.to_dict()
+    data = {**report.to_dict(), **stale}
     st.put_json(f"reports/{day.isoformat()}/summary.json", data)
-    st.put_text(f"reports/{day.isoformat()}/summary.txt", report_text(report))
+    st.put_text(f"reports/{day.isoformat()}/summary.txt", report_text(report) + "\n" + _stale_text(stale) + "\n")
     return {"night": day.isoformat(), "total": report.total, **{k.lower(): v for k, v in report.by_state.items()},
+            "stale": stale["stale"],
             "report": f"s3://{config.settings().bucket}/reports/{day.isoformat()}/summary.json"}
+
+
+def _folder_date(folder: str) -> dt.date | None:
+    """The date of ``inbox/<sys>/<date>/<id>/`` when it is one written YYYY-MM-DD."""
+    parts = folder.split("/")
+    try:
+        day = dt.date.fromisoformat(parts[2])
+    except (IndexError, ValueError):
+        return None
+    return day if day.isoformat() == parts[2] else None
+
+
+def audit(*, actor: str, now: dt.datetime | None = None, source_systems: list[str] | None = None) -> dict:
+    """No letter left behind: the whole inbox against the ledger, and the stale letters.
+
+    Lists every READY folder of the inbox, whatever its date (listing only, no GET; see
+    ``ObjectStore.scan_ready_everywhere``), and reports:
+
+    - ``missed``: READY folders the ledger does not know, dated before the sweep window of the
+      next night (today - ``collect_lookback_days``): no nightly run will collect them (a
+      ``_READY`` written late). An operator collects one by triggering ``docpost_nightly`` with
+      ``night`` = its date;
+    - ``awaiting_collect``: unknown READY folders still inside that window (the next run takes them);
+    - ``refused_missed``: READY folders whose path breaks the contract, dated before the window
+      (never given a rejection report); ``refused`` counts every such folder;
+    - the stale letters (:func:`stale_letters`).
+
+    Writes ``reports/audit/<today>/audit.{json,txt}``; ``alert`` is true when anything was missed
+    or is stale (the DAG then fails its run)."""
+    from zoneinfo import ZoneInfo
+
+    from docpost.dag_defaults import TIMEZONE
+
+    now = now or dt.datetime.now(dt.UTC)
+    s, st, led = config.settings(), store(), ledger()
+    led.upgrade()
+    today = now.astimezone(ZoneInfo(TIMEZONE)).date()
+    first_swept = today - dt.timedelta(days=s.collect_lookback_days)
+    scan = st.scan_ready_everywhere(source_systems)
+    known = led.known_submissions((k.source_system, k.submission_id) for k in scan.ready)
+    unknown = [k for k in scan.ready if (k.source_system, k.submission_id) not in known]
+    missed = [k for k in unknown if k.date < first_swept]
+    refused_missed = sorted(f for f in scan.refused if (d := _folder_date(f)) is not None and d < first_swept)
+    stale = stale_letters(now=now)
+    alert = bool(missed or refused_missed or stale["stale"])
+
+    def folder(k) -> dict:
+        at = scan.ready_at.get(k)
+        return {"folder": k.prefix, "ready_at": at.isoformat() if at else None}
+
+    doc = {
+        "audit": today.isoformat(), "at": now.isoformat(), "actor": actor, "alert": alert,
+        "collect_lookback_days": s.collect_lookback_days, "first_swept_date": first_swept.isoformat(),
+        "ready_folders": len(scan.ready), "pending_not_ready": len(scan.pending),
+        "missed": len(missed), "missed_folders": [folder(k) for k in missed[:LISTED]],
+        "awaiting_collect": len(unknown) - len(missed),
+        "refused": len(scan.refused), "refused_missed": len(refused_missed),
+        "refused_missed_folders": [{"folder": f, "codes": [c for c, _m in scan.refused[f]]}
+                                   for f in refused_missed[:LISTED]],
+        **stale,
+    }
+    lines = [f"docpost audit {today.isoformat()}: {'ALERT' if alert else 'OK'}", "",
+             f"READY folders in the inbox: {len(scan.ready)} (not READY yet: {len(scan.pending)})",
+             f"unknown to the ledger and before the sweep window (dated before {first_swept.isoformat()}, "
+             f"never collected): {len(missed)}"]
+    lines += [f"  {f['folder']}  _READY {f['ready_at']}" for f in doc["missed_folders"]]
+    if missed:
+        lines.append("  collect one by triggering docpost_nightly with night = its date")
+    lines.append(f"unknown to the ledger, inside the window (the next night collects them): {doc['awaiting_collect']}")
+    lines.append(f"READY folders whose path breaks the contract: {len(scan.refused)}, "
+                 f"before the window (never reported): {len(refused_missed)}")
+    lines += [f"  {f['folder']}  {', '.join(f['codes'])}" for f in doc["refused_missed_folders"]]
+    lines += ["", _stale_text(stale)]
+    key = f"reports/audit/{today.isoformat()}/audit"
+    st.put_json(key + ".json", doc)
+    st.put_text(key + ".txt", "\n".join(lines) + "\n")
+    report = f"s3://{st.bucket}/{key}.json"
+    if alert:
+        log.warning("audit %s: ALERT: %d READY folder(s) never collected, %d refused folder(s) never reported, "
+                    "%d stale letter(s); report at %s", today, len(missed), len(refused_missed), stale["stale"], report)
+        _warn_stale(stale, f"audit {today}")
+    else:
+        log.info("audit %s: nothing left behind; report at %s", today, report)
+    return {"audit": today.isoformat(), "alert": alert, "missed": len(missed), "refused_missed": len(refused_missed),
+            "awaiting_collect": doc["awaiting_collect"], "stale": stale["stale"], "report": report}

@@ -432,10 +432,15 @@ class _Feed:
             return None
         receipt = Receipt.of(status, state)
         message = self.ledger.get(status.message_uuid)
-        if message is None or message.message_uuid != status.message_uuid.strip().lower():
+        key = status.message_uuid.strip().lower()
+        # a requeued message was sent before under an earlier generation's messageUUID: its receipt
+        # is still the message's (the ledger records it; see Ledger.apply_receipts)
+        earlier = message is not None and message.message_uuid != key and any(
+            g.message_uuid == key for g in self.ledger.generations(message.id))
+        if message is None or (message.message_uuid != key and not earlier):
             raise OddReceipt("unknown-message", "the receipt is for no message in the ledger")
         current = MessageState(message.state)
-        if current in (MessageState.CANCELLED, MessageState.REJECTED):
+        if not earlier and current in (MessageState.CANCELLED, MessageState.REJECTED):
             raise OddReceipt("not-sent", f"the receipt is for message {message.message_uuid}, "
                                          f"which docpost never sent ({current.value})")
         return receipt

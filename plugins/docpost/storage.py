@@ -416,6 +416,27 @@ class ObjectStore:
         scan.pending.sort(key=str)
         return scan
 
+    def scan_ready_everywhere(self, source_systems: Iterable[str] | None = None) -> InboxScan:
+        """Every READY submission of the whole inbox, whatever its date (the audit).
+
+        Listing only, never a GET: one delimited listing per source system finds its date
+        folders, then one paginated listing per date folder (1,000 keys a page). Only the keys,
+        the ``_READY`` times and the refused folders are kept (no file sizes or ETags: the
+        whole inbox's listing is never held in memory at once)."""
+        systems = sorted(source_systems) if source_systems is not None else self.source_systems()
+        scan = InboxScan()
+        for system in systems:
+            for folder in self.list_folders(f"{INBOX}{system}/"):
+                part = InboxScan()
+                self._scan_prefix(f"{INBOX}{system}/{folder}/", part)
+                scan.ready.extend(part.ready)
+                scan.pending.extend(part.pending)
+                scan.ready_at.update(part.ready_at)
+                scan.refused.update(part.refused)
+        scan.ready.sort(key=str)
+        scan.pending.sort(key=str)
+        return scan
+
     def list_ready_submissions_before(
         self,
         date: dt.date,

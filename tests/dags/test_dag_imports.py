@@ -112,3 +112,14 @@ def test_task_retries_come_from_the_environment(monkeypatch):
     assert default_args()["retries"] == 3
     monkeypatch.setenv("DOCPOST_TASK_RETRIES", "0")
     assert default_args()["retries"] == 0
+
+
+def test_audit_shape_and_schedule():
+    """The weekly audit: one library call (``pipeline.audit``), then the watcher."""
+    result = parse(ROOT / "dags" / "docpost_audit.py")
+    assert result["tasks"]["docpost_audit"] == ["audit", "watcher"]
+    dag = load(ROOT / "dags" / "docpost_audit.py")
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.timetable.summary.startswith("0 6 * * 1")
+    assert str(dag.timetable._timezone.name) == "Europe/Copenhagen"
+    assert dag.default_args["retries"] >= 1

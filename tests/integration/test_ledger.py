@@ -433,11 +433,13 @@ def test_requeue_sends_failed_messages_back_to_where_they_can_be_resent(ledger):
 
     ledger.requeue(ids, "operator:jane", "certificate renewed")
     a, b, c = ledger.messages(ids)
-    assert (a.state, a.attempts, a.reason_code, a.failed_from) == (S.RENDERED, 0, None, None)
-    assert b.state is S.RENDERED and c.state is S.STAMPED
+    # a new generation: its PDF carries the new messageUUID, so it is rendered again, then sent
+    assert (a.state, a.attempts, a.reason_code, a.failed_from, a.generation) == (S.STAMPED, 0, None, None, 1)
+    assert b.state is S.STAMPED and c.state is S.STAMPED
     last = ledger.history(a.id)[-1]
-    assert (last.from_state, last.to_state, last.actor, last.detail) == (
-        S.FAILED, S.RENDERED, "operator:jane", "certificate renewed")
+    assert (last.from_state, last.to_state, last.actor) == (S.FAILED, S.STAMPED, "operator:jane")
+    assert last.detail.startswith("certificate renewed; generation 1: ")
+    ledger.transition(ids[:1], S.RENDERED, "render")
     ledger.transition(ids[:1], S.SUBMITTED, "send")  # resendable again
 
 

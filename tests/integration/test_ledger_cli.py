@@ -106,13 +106,13 @@ def test_cancel_requeue_and_purge_commands(ledger, db, capsys):
     assert run("cancel", first.message_uuid, "--reason", "again", "--output", "json") == 0
     assert json.loads(capsys.readouterr().out) == {"already_cancelled": [first.message_uuid], "cancelled": []}
     assert run("requeue", failed.message_uuid, "--reason", "fixed") == 0
-    assert "now RENDERED" in capsys.readouterr().out
+    assert "now STAMPED, generation 1" in capsys.readouterr().out
     assert run("requeue", "11111111-2222-4333-8444-555555555555") == 1
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("docpost: error: ledger.unknown-message: ")
     a, b, _ = ledger.messages(ids)
     assert a.state is S.CANCELLED and ledger.history(a.id)[-1].actor == "operator:jane"
-    assert b.state is S.RENDERED
+    assert b.state is S.STAMPED and b.generation == 1
 
     assert run("purge", "--older-than", "-1") == 2
     assert "zero or more days" in capsys.readouterr().err

@@ -41,6 +41,9 @@ def full_run(ledger) -> list[str]:
     ledger.apply_receipts(receipts)
     failed = [m.id for m in ms[20:25]]
     ledger.requeue(failed, "operator:jane", f"retry for {cpr(3)}")
+    # late receipts for the requeued messages' earlier generation (recorded on the message, with events)
+    ledger.apply_receipts([Receipt(m.message_uuid, S.FAILED, None, "Fejlet", "E-404", f"igen {cpr(21)} / {cvr(21)}")
+                           for m in ms[20:22]] + [Receipt(ms[22].message_uuid, S.DELIVERED_DIGITAL, "Digital Post")])
     ledger.purge(0, "retention", now=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     return [cpr(i) for i in range(41)] + [cvr(i) for i in range(30, 40)] + [cvr(i) for i in range(41)] + [cpr(77)]
 
@@ -65,8 +68,11 @@ def test_no_clear_identifier_in_any_column_of_any_ledger_table(ledger):
                     scanned += 1
                     hit = pattern.search(str(value)) if value is not None else None
                     assert hit is None, f"clear identifier in {table.name}.{column}"
-    assert {"ledger_messages", "ledger_events", "ledger_conflicts", "ledger_receipts"} <= set(meta.tables)
+    assert {"ledger_messages", "ledger_events", "ledger_conflicts", "ledger_receipts",
+            "ledger_generations"} <= set(meta.tables)
     assert scanned > 1000
+    with ledger.engine.connect() as conn:  # the earlier generations were scanned too
+        assert len(conn.execute(select(meta.tables["ledger_generations"])).all()) == 5
     # the masked forms are there, so the run did store recipients
     kept = [m for m in ledger.messages(ledger.message_ids(DAY)) if m.recipient_masked]
     assert kept and all(m.recipient_masked.endswith("****") for m in kept)

@@ -223,3 +223,26 @@ def test_a_value_the_database_refuses_is_set_aside_on_postgresql(sim, pki, store
     assert counts["set_aside_by_code"] == {"internal.DataError": 1} and counts["applied"] == 1
     assert [m.state for m in led.messages(ids)] == [S.SUBMITTED, S.DELIVERED_DIGITAL]
     assert counts["cursor"] == 2
+
+
+def test_receipts_for_an_earlier_generation_are_recognised_not_set_aside(sim, pki, store, ledger):  # noqa: F811
+    """A requeued message's late receipts under its earlier messageUUID: matched through the
+    generations, not set aside as unknown; one that was cancelled since is not a "never sent" one."""
+    ids = ledger.register([registration(i) for i in range(3)], actor="t").ids
+    advance(ledger, ids, S.SUBMITTED)
+    ledger.transition(ids, S.FAILED, "deliver", reason_code="sf1601.timeout", reason_text="gave up")
+    old = ledger.messages(ids)
+    ledger.requeue(ids, "operator:jane", "resend")
+    ledger.transition(ids[1:2], S.RENDERED, "render")
+    ledger.transition(ids[1:2], S.SUBMITTED, "deliver")
+    ledger.cancel(ids[2:], "operator:jane", "withdrawn")
+    inject(sim, [good_receipt(m.message_uuid) for m in old])
+    with client_for(sim, pki) as client:
+        counts = rc.fetch_and_settle(client, store, ledger, actor=ACTOR)
+    assert counts["set_aside"] == 0 and counts["set_aside_by_code"] == {}
+    assert (counts["applied"], counts["stale"], counts["pending"]) == (1, 2, 0)
+    first, second, third = ledger.messages(ids)
+    assert first.state is S.DELIVERED_DIGITAL and first.generation == 1  # the letter did arrive: no resend
+    assert second.state is S.SUBMITTED  # its resend is out: its own receipt decides
+    assert third.state is S.CANCELLED
+    assert "receipt for generation 0" in ledger.history(third.id)[-1].detail

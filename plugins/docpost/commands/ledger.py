@@ -37,15 +37,32 @@ MESSAGE_FIELDS = (
     "message_uuid", "transaction_id", "source_system", "submission_date", "submission_id", "state",
     "channel", "attempts", "recipient_id_type", "recipient_masked", "case_number", "document_number",
     "document_type", "reply_type", "reply_postkasse_id", "reply_emne_id", "reason_code", "reason_text",
-    "receipt_status", "claimed_by", "claim_expires_at", "s3_prefix", "purged_at",
+    "receipt_status", "claimed_by", "claim_expires_at", "s3_prefix", "purged_at", "generation",
 )
 
 
-def message_json(message, history) -> dict:
+def message_json(message, history, earlier=()) -> dict:
     data = {name: getattr(message, name) for name in MESSAGE_FIELDS}
+    data["earlier_generations"] = [
+        {"generation": g.generation, "message_uuid": g.message_uuid, "transaction_id": g.transaction_id,
+         "ended_at": g.ended_at, "ended_state": g.ended_state, "failed_from": g.failed_from,
+         "reason_code": g.reason_code, "ended_by": g.ended_by}
+        for g in earlier
+    ]
     data["history"] = [{"at": e.at, "from": e.from_state, "to": e.to_state, "actor": e.actor, "detail": e.detail}
                        for e in history]
     return data
+
+
+def _generations_text(earlier) -> str:
+    """The earlier generations of a requeued message, for its timeline."""
+    if not earlier:
+        return ""
+    lines = ["", "earlier generations (requeued; receipts and lookups by these ids still find the message):"]
+    lines += [f"  {g.generation}  messageUUID {g.message_uuid}  transaction id {g.transaction_id}  "
+              f"{g.ended_state} (from {g.failed_from or '?'}, {g.reason_code or 'no reason'}), "
+              f"requeued {g.ended_at.isoformat(timespec='seconds')} by {g.ended_by}" for g in earlier]
+    return "\n".join(lines)
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
@@ -60,9 +77,9 @@ def status(args: argparse.Namespace) -> int:
     from docpost.ledger.views import timeline
 
     with _ledger(args) as ledger:
-        found = [(m, ledger.history(m.id)) for m in ledger.find(args.query)]
-    emit(args, {"query": args.query, "messages": [message_json(m, h) for m, h in found]},
-         text="\n\n".join(timeline(m, h) for m, h in found))
+        found = [(m, ledger.history(m.id), ledger.generations(m.id)) for m in ledger.find(args.query)]
+    emit(args, {"query": args.query, "messages": [message_json(m, h, g) for m, h, g in found]},
+         text="\n\n".join(timeline(m, h) + _generations_text(g) for m, h, g in found))
     if not found:
         note(f"no message matches {args.query!r} (message UUID, submission id or case number)")
         return EXIT_PROBLEM
@@ -105,10 +122,13 @@ def cancel(args: argparse.Namespace) -> int:
 def requeue(args: argparse.Namespace) -> int:
     with _ledger(args) as ledger:
         ids = ledger.ids_for(args.message_uuid)
+        given = dict(zip(ids, (u.strip().lower() for u in args.message_uuid)))
         ledger.requeue(ids, _operator(args), args.reason)
-        rows = [{"message_uuid": m.message_uuid, "state": m.state.value} for m in ledger.messages(ids)]
+        rows = [{"message_uuid": m.message_uuid, "state": m.state.value, "generation": m.generation,
+                 "transaction_id": m.transaction_id, "requeued_as": given[m.id]} for m in ledger.messages(ids)]
     emit(args, {"requeued": rows},
-         text="\n".join(f"requeued {r['message_uuid']}: now {r['state']}" for r in rows))
+         text="\n".join(f"requeued {r['requeued_as']}: now {r['state']}, generation {r['generation']} "
+                         f"(messageUUID {r['message_uuid']}, transaction id {r['transaction_id']})" for r in rows))
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ The recipient is stored only masked (``010190-****``) with an HMAC keyed hash
 """
 
 from docpost.ledger.errors import (
+    ClaimedMessage,
     IllegalTransition,
     InvalidField,
     LedgerConfigError,
@@ -24,6 +25,7 @@ from docpost.ledger.identity import message_uuid, pseudonymise, recipient_hash, 
 from docpost.ledger.records import (
     Conflict,
     Event,
+    Generation,
     Message,
     MessageRef,
     Move,
@@ -49,7 +51,7 @@ from docpost.ledger.states import (
 
 __all__ = [
     "AWAITING_RECEIPT", "BEFORE_SUBMISSION", "CHUNK", "FINAL", "SETTABLE", "SETTLED", "TRANSITIONS",
-    "Conflict", "Event", "IllegalTransition", "InvalidField", "Ledger", "LedgerConfigError", "LedgerError",
+    "ClaimedMessage", "Conflict", "Event", "Generation", "IllegalTransition", "InvalidField", "Ledger", "LedgerConfigError", "LedgerError",
     "Message", "MessageRef", "MessageState", "Move", "Receipt", "ReceiptResult", "RegisterResult",
     "RegisteredMessage", "Registration", "Report", "TransitionResult", "UnexpectedState", "UnknownMessage",
     "is_legal", "ledger_at", "message_uuid", "pseudonymise", "recipient_hash", "requeue_target", "shared_ledger", "transaction_id",

@@ -59,3 +59,22 @@ class UnexpectedState(IllegalTransition):
     """A message is not in the state the caller expected it to be in (``expected_from``)."""
 
     code = "ledger.unexpected-state"
+
+
+class ClaimedMessage(LedgerError):
+    """An operator's command on a message a worker holds a claim on (an unexpired lease): it is
+    being worked on right now (e.g. sent to SF1601), so it cannot be stopped from outside."""
+
+    code = "ledger.claimed"
+
+    def __init__(self, message_uuid: str, worker: str | None = None, count: int = 1, *, action: str = "cancel") -> None:
+        self.message_uuid = message_uuid
+        self.worker = worker
+        self.count = count
+        text = f"cannot {action} message {message_uuid}: it is being worked on"
+        if worker:
+            text += f" (claimed by {worker})"
+        if count > 1:
+            text += f" (and {count - 1} more claimed)"
+        text += "; try again when the stage has finished with it, or after its claim lease expires"
+        super().__init__(text)

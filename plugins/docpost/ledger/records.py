@@ -123,6 +123,7 @@ class MessageRef:
     state: MessageState
     attempts: int
     faults: int = 0  # unexpected failures while working on it (see Ledger.hold)
+    claim_token: str | None = field(default=None, compare=False)  # the fence a claim hands out (Ledger.claim)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class Message:
     purged_at: dt.datetime | None
     listing: dict[str, tuple[int, str]] | None = field(default=None, repr=False)  # as registered
     faults: int = 0
+    generation: int = 0  # 0 until an operator requeues it; its ids are the current generation's
 
     @property
     def ref(self) -> MessageRef:
@@ -175,6 +177,25 @@ class Message:
             self.id, self.message_uuid, self.transaction_id, self.source_system, self.submission_id,
             self.submission_date, self.s3_prefix, self.state, self.attempts, self.faults,
         )
+
+
+@dataclass(frozen=True)
+class Generation:
+    """An earlier generation of a requeued message: the ids it was sent with, and how it ended.
+
+    The message row carries the current generation's ids; a lookup or a receipt by one of these
+    still finds the message.
+    """
+
+    message_id: int
+    generation: int
+    message_uuid: str
+    transaction_id: str
+    ended_at: dt.datetime
+    ended_state: MessageState
+    failed_from: str | None
+    reason_code: str | None
+    ended_by: str
 
 
 @dataclass(frozen=True)
@@ -205,6 +226,12 @@ class TransitionResult:
 
     moved: list[int]
     unchanged: list[int]
+    #: fenced writes only (``fence=``): rows whose claim was lost (another worker holds them now, or
+    #: nobody): skipped, never written
+    lost: list[int] = field(default_factory=list)
+    #: fenced writes only: rows moved meanwhile by someone else (a receipt, an operator) to a state
+    #: this move does not apply to: a no-op for them
+    settled: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,19 @@ checked and moved, and :meth:`Ledger.claim` uses ``FOR UPDATE SKIP LOCKED``. On 
 write transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time, WAL for readers), so
 check-then-move and claim are atomic there too. A claim is a lease stored on the row
 (``claimed_by``, ``claim_token``, ``claim_expires_at``): no other worker gets the message until
-it is released or the lease expires.
+it is released or the lease expires (:meth:`Ledger.renew` extends it while the worker works). The
+token is a fence: a write made with ``fence=token`` moves only rows still holding it, so a worker
+whose claim was lost (expired and taken over) can no longer write; operators' commands and
+receipts write unfenced.
 
 Receipts (PKO_PostStatus) are stored first, then settled: applied when the message is SUBMITTED or
 RETRYING, ``duplicate`` when it already has that outcome, ``stale`` when it settled otherwise. A
 receipt for an unknown or not yet submitted message stays pending (``disposition`` NULL) and is
-applied when that message enters SUBMITTED, or on any later :meth:`Ledger.apply_receipts`.
+applied when that message enters SUBMITTED, or on any later :meth:`Ledger.apply_receipts`. A
+DELIVERED receipt also settles a FAILED message that may have reached SF1601 (the letter arrived
+after all). Generations: :meth:`Ledger.requeue` sends a message again under new ids (a new
+generation); a receipt for an earlier generation's messageUUID is still matched (through
+``ledger_generations``): see ``docpost.ledger.states.RECEIPT_MOVES`` for what it does.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -48,10 +56,13 @@ from sqlalchemy.engine import URL
 
 from docpost.ledger import identity
 from docpost.ledger.engine import WRITE, create_ledger_engine, normalise_url, resolve_url
-from docpost.ledger.errors import IllegalTransition, InvalidField, UnexpectedState, UnknownMessage
+from docpost.ledger.errors import (
+    ClaimedMessage, IllegalTransition, InvalidField, UnexpectedState, UnknownMessage,
+)
 from docpost.ledger.records import (
     Conflict,
     Event,
+    Generation,
     Message,
     MessageRef,
     Move,
@@ -63,14 +74,13 @@ from docpost.ledger.records import (
     Report,
     TransitionResult,
 )
-from docpost.ledger.schema import UtcDateTime, conflicts, events, messages, receipts
+from docpost.ledger.schema import UtcDateTime, conflicts, events, generations, messages, receipts
 from docpost.ledger.states import (
-    AWAITING_RECEIPT,
-    BEFORE_SUBMISSION,
     RECEIPT_OUTCOMES,
     SETTLED,
     MessageState,
     is_legal,
+    receipt_move,
     requeue_target,
 )
 from docpost.model import Channel, IdType, Recipient
@@ -220,7 +230,8 @@ class Ledger:
 
         The same identity (source system, submission id, content hash) again returns the existing
         message. The same submission id with another content hash is recorded in
-        ``ledger_conflicts`` (reported by ``docpost report``) and not registered.
+        ``ledger_conflicts`` (reported by ``docpost report``) and not registered, unless it is the
+        same listing as registered under a hash made another way (see :meth:`_same_content`).
         """
         regs = list(registrations)
         now = _now()
@@ -241,7 +252,7 @@ class Ledger:
                         select(
                             messages.c.id, messages.c.message_uuid, messages.c.transaction_id,
                             messages.c.source_system, messages.c.submission_id, messages.c.content_hash,
-                            messages.c.state, messages.c.s3_prefix, messages.c.created_at,
+                            messages.c.state, messages.c.s3_prefix, messages.c.created_at, messages.c.listing,
                         ).where(messages.c.submission_id.in_(sorted({sid for _src, sid in rows})))
                     )
                     if (r.source_system, r.submission_id) in rows
@@ -258,7 +269,7 @@ class Ledger:
                 clashes = []
                 for reg in chunk:
                     row = stored[(reg.source_system, reg.submission_id)]
-                    if row.content_hash == reg.content_hash.lower():
+                    if row.content_hash == reg.content_hash.lower() or self._same_content(row, reg):
                         created = row.id in created_ids
                         created_ids.discard(row.id)  # a repeat inside the batch is "existing"
                         out.append(RegisteredMessage(
@@ -288,11 +299,37 @@ class Ledger:
             log.warning("ledger: %d submission(s) arrived again with different content (conflicts)", len(found))
         return RegisterResult(out, found)
 
+    @staticmethod
+    def _same_content(row, reg: Registration) -> bool:
+        """Whether a registration whose hash differs from the stored one is still the submission
+        registered before, its hash made another way (before the identity took in the ETags: names
+        and sizes only). Decided on the listing register keeps, name -> (size, ETag), ``_READY``
+        aside: the same listing with ETags is the same content; a stored listing without ETags (or
+        none, registered before listings were kept) is compared by the old names-and-sizes hash."""
+        if not reg.listing:
+            return False
+
+        def files(listing) -> dict[str, tuple[int, str]]:
+            return {n: (int(size), (etag or "").strip().strip('"').lower())
+                    for n, (size, etag) in listing.items() if n != "_READY"}
+
+        given = files(reg.listing)
+        if row.listing:
+            kept = files(json.loads(row.listing))
+            if kept and all(etag for _size, etag in kept.values()):
+                return kept == given
+        old = hashlib.sha256()
+        for name in sorted(given):
+            old.update(f"{name}\0{given[name][0]}\n".encode())
+        return row.content_hash == old.hexdigest()
+
     def _row_for(self, reg: Registration, now: dt.datetime) -> dict[str, Any]:
         content_hash = reg.content_hash.lower()
         row: dict[str, Any] = {
-            "message_uuid": identity.message_uuid(reg.source_system, reg.submission_id, content_hash),
-            "transaction_id": identity.transaction_id(reg.source_system, reg.submission_id, content_hash),
+            # generation 0: the ids docpost has always derived (a requeue starts the next generation)
+            "message_uuid": identity.message_uuid(reg.source_system, reg.submission_id, content_hash, generation=0),
+            "transaction_id": identity.transaction_id(reg.source_system, reg.submission_id, content_hash, generation=0),
+            "generation": 0,
             "source_system": reg.source_system, "submission_id": reg.submission_id,
             "submission_date": reg.submission_date, "content_hash": content_hash, "s3_prefix": reg.s3_prefix,
             "state": S.RECEIVED.value, "attempts": 0, "case_number": reg.case_number,
@@ -388,6 +425,60 @@ class Ledger:
         return move, same
 
     @staticmethod
+    def _check_fenced(
+        current: dict[int, Any], to: MessageState, expected: frozenset[MessageState] | None, count_attempt: bool,
+        fence: str,
+    ) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Split ids of a fenced write into (to move, unchanged, lost, settled); never raises.
+
+        ``lost``: the row no longer holds the claim token ``fence`` (the lease expired and another
+        worker claimed it, or an operator's requeue cleared it): not this worker's to write.
+        ``settled``: the row still holds the claim but someone without one (a receipt, an
+        operator) moved it meanwhile to a state this move does not apply to: a no-op for it.
+        """
+        move, same, lost, settled = [], [], [], []
+        for mid, row in current.items():
+            state = MessageState(row.state)
+            if row.claim_token != fence:
+                lost.append(mid)
+            elif state is to:
+                (move if count_attempt else same).append(mid)
+            elif (expected is not None and state not in expected) or not is_legal(state, to):
+                settled.append(mid)
+            else:
+                move.append(mid)
+        return move, same, lost, settled
+
+    def _checked(
+        self, conn: Connection, chunk: Sequence[int], to: MessageState, expected: frozenset[MessageState] | None,
+        count_attempt: bool, fence: str | None, refuse_claimed: bool = False,
+    ) -> tuple[dict[int, Any], list[int], list[int], list[int], list[int]]:
+        """Lock ``chunk`` and split it: (rows, to move, unchanged, lost, settled). Unfenced (``fence``
+        None): raises for an unexpected or illegal move as :meth:`_check`; fenced: see
+        :meth:`_check_fenced`. ``refuse_claimed``: raise :class:`ClaimedMessage` for a row under
+        an unexpired claim (an operator's command must not race a worker)."""
+        claim_columns = (messages.c.claim_token, messages.c.claimed_by, messages.c.claim_expires_at)
+        current = self._lock(conn, chunk, *claim_columns) if fence is not None or refuse_claimed else \
+            self._lock(conn, chunk)
+        if refuse_claimed:
+            now = _now()
+            held = [r for r in current.values()
+                    if r.claim_expires_at is not None and r.claim_expires_at > now and MessageState(r.state) is not to]
+            if held:
+                raise ClaimedMessage(held[0].message_uuid, held[0].claimed_by, len(held))
+        if fence is None:
+            move, same = self._check(current, to, expected, count_attempt)
+            return current, move, same, [], []
+        move, same, lost, settled = self._check_fenced(current, to, expected, count_attempt, fence)
+        if lost:
+            log.warning("ledger: %d message(s) not moved to %s: this worker's claim was lost (lease expired and "
+                        "taken over, or cleared), e.g. message %s", len(lost), to.value, current[lost[0]].message_uuid)
+        if settled:
+            log.info("ledger: %d message(s) not moved to %s: settled meanwhile (e.g. message %s now %s)",
+                     len(settled), to.value, current[settled[0]].message_uuid, current[settled[0]].state)
+        return current, move, same, lost, settled
+
+    @staticmethod
     def _expected(expected_from) -> frozenset[MessageState] | None:
         if expected_from is None:
             return None
@@ -403,6 +494,9 @@ class Ledger:
         detail: str | None = None,
         expected_from: MessageState | str | Iterable[MessageState | str] | None = None,
         count_attempt: bool = False,
+        *,
+        fence: str | None = None,
+        refuse_claimed: bool = False,
         **fields: Any,
     ) -> TransitionResult:
         """Move messages to ``to_state`` in bulk, with one event each, in one transaction.
@@ -413,18 +507,28 @@ class Ledger:
         :class:`UnexpectedState` if ``expected_from`` is given and a message is elsewhere.
         ``fields`` set columns on the moved messages: see :data:`SETTABLE`, plus ``recipient``
         (a ``model.Recipient`` or ``(id_type, identifier)``: stored masked and hashed).
+
+        ``fence``: the claim token of the worker writing (see :meth:`claim`). Only rows that still
+        hold it move (checked under the row lock, in the same transaction); the others are skipped
+        and reported, never raised: ``lost`` (the claim is gone) and ``settled`` (moved meanwhile
+        by a receipt or an operator to a state this move does not apply to). Without a fence
+        (operators, receipts) the call behaves as described above. ``refuse_claimed``: raise
+        :class:`ClaimedMessage` (nothing moves) if a message is under an unexpired claim.
         """
         to = MessageState(to_state)
         values = self._field_values(fields)
         ids = list(dict.fromkeys(message_ids))
         expected = self._expected(expected_from)
         detail = scrub(detail)
-        moved, unchanged = [], []
+        moved, unchanged, lost, settled = [], [], [], []
         with self._write() as conn:
             now = _now()
             for chunk in _chunks(ids, self.chunk_size):
-                move, same = self._check(self._lock(conn, chunk), to, expected, count_attempt)
+                _rows, move, same, gone, done = self._checked(conn, chunk, to, expected, count_attempt, fence,
+                                                              refuse_claimed)
                 unchanged.extend(same)
+                lost.extend(gone)
+                settled.extend(done)
                 if not move:
                     continue
                 conn.execute(
@@ -443,7 +547,7 @@ class Ledger:
                 moved.extend(move)
             if to is S.SUBMITTED and moved:
                 self._settle_receipts(conn, now, "receipts", moved)
-        return TransitionResult(moved, unchanged)
+        return TransitionResult(moved, unchanged, lost, settled)
 
     def transition_each(
         self,
@@ -452,28 +556,32 @@ class Ledger:
         actor: str,
         expected_from: MessageState | str | Iterable[MessageState | str] | None = None,
         count_attempt: bool = False,
+        *,
+        fence: str | None = None,
     ) -> TransitionResult:
-        """Like :meth:`transition`, with a detail and column values per message (bulk)."""
+        """Like :meth:`transition`, with a detail and column values per message (bulk); ``fence``
+        as there."""
         to = MessageState(to_state)
         by_id: dict[int, Move] = {}
         for m in moves:
             by_id[m.message_id] = m
         prepared = {mid: self._field_values(m.fields) for mid, m in by_id.items()}
         expected = self._expected(expected_from)
-        moved, unchanged = [], []
+        moved, unchanged, lost, settled = [], [], [], []
         with self._write() as conn:
             now = _now()
             for chunk in _chunks(list(by_id), self.chunk_size):
-                current = self._lock(conn, chunk)
-                move, same = self._check(current, to, expected, count_attempt)
+                current, move, same, gone, done = self._checked(conn, chunk, to, expected, count_attempt, fence)
                 unchanged.extend(same)
+                lost.extend(gone)
+                settled.extend(done)
                 self._write_moves(conn, to, [
                     (mid, current[mid].state, scrub(by_id[mid].detail), prepared[mid], None) for mid in move
                 ], actor, now, count_attempt)
                 moved.extend(move)
             if to is S.SUBMITTED and moved:
                 self._settle_receipts(conn, now, "receipts", moved)
-        return TransitionResult(moved, unchanged)
+        return TransitionResult(moved, unchanged, lost, settled)
 
     def _write_moves(
         self, conn: Connection, to: MessageState,
@@ -509,31 +617,43 @@ class Ledger:
             )
             conn.execute(stmt, params)
 
-    def reject(self, message_id: int, code: str, text: str, actor: str) -> TransitionResult:
-        """Reject one message with a reason code and plain-language text."""
-        return self.reject_many([(message_id, code, text)], actor)
+    def reject(
+        self, message_id: int, code: str, text: str, actor: str, *, fence: str | None = None
+    ) -> TransitionResult:
+        """Reject one message with a reason code and plain-language text (``fence``: see :meth:`transition`)."""
+        return self.reject_many([(message_id, code, text)], actor, fence=fence)
 
-    def reject_many(self, rejections: Iterable[tuple[int, str, str]], actor: str) -> TransitionResult:
-        """Reject messages in bulk, each with its own ``(message id, code, text)``."""
+    def reject_many(
+        self, rejections: Iterable[tuple[int, str, str]], actor: str, *, fence: str | None = None
+    ) -> TransitionResult:
+        """Reject messages in bulk, each with its own ``(message id, code, text)`` (``fence``: see
+        :meth:`transition`)."""
         return self.transition_each(
             [Move(mid, f"{code}: {text}", {"reason_code": code, "reason_text": text}) for mid, code, text in rejections],
-            S.REJECTED, actor,
+            S.REJECTED, actor, fence=fence,
         )
 
-    def hold(self, faults: Iterable[tuple[int, str, str]], actor: str) -> list[int]:
+    def hold(self, faults: Iterable[tuple[int, str, str]], actor: str, *, fence: str | None = None) -> list[int]:
         """Keep messages in their state after an unexpected failure, each ``(id, code, text)``.
 
         Counts the fault (``faults``), records the code and an event (from and to the same state),
         so that a later run tries the message again; returns the ids held. Final messages are left
-        alone.
+        alone; with ``fence`` (a claim token, see :meth:`transition`) so are messages that no
+        longer hold it.
         """
         items = {mid: (code, scrub(text)) for mid, code, text in faults}
         held: list[int] = []
         with self._write() as conn:
             now = _now()
             for chunk in _chunks(list(items), self.chunk_size):
-                current = self._lock(conn, chunk)
-                ids = [mid for mid, row in current.items() if MessageState(row.state) not in SETTLED]
+                current = self._lock(conn, chunk, messages.c.claim_token)
+                ids = [mid for mid, row in current.items() if MessageState(row.state) not in SETTLED
+                       and (fence is None or row.claim_token == fence)]
+                if fence is not None and len(ids) < len(current):
+                    lost = [mid for mid, row in current.items() if row.claim_token != fence]
+                    if lost:
+                        log.warning("ledger: %d message(s) not held: this worker's claim was lost, e.g. message %s",
+                                    len(lost), current[lost[0]].message_uuid)
                 if not ids:
                     continue
                 conn.execute(insert(events), [
@@ -561,13 +681,21 @@ class Ledger:
         *,
         message_ids: Sequence[int] | None = None,
         submission_date: dt.date | None = None,
+        token: str | None = None,
     ) -> list[MessageRef]:
         """Claim up to ``limit`` unclaimed messages in ``states`` for ``worker`` (lowest ids first).
 
-        No other worker gets them until :meth:`release` or the lease expires. PostgreSQL:
-        ``FOR UPDATE SKIP LOCKED``; SQLite: one atomic ``UPDATE ... RETURNING`` under the write lock.
+        No other worker gets them until :meth:`release` or the lease expires (:meth:`renew`
+        extends it). PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one atomic ``UPDATE ...
+        RETURNING`` under the write lock.
+
+        Each claim has a token (``token``, else a new UUID), handed out on every returned ref
+        (``MessageRef.claim_token``): the fence. Writes made with ``fence=token`` (see
+        :meth:`transition`) apply only while the row still holds it, so a worker whose lease
+        expired and was taken over can no longer write.
         """
         now = _now()
+        token = token or str(uuid.uuid4())
         inner = messages.alias("candidate")
         pick = (
             select(inner.c.id)
@@ -585,22 +713,51 @@ class Ledger:
             pick = pick.where(inner.c.submission_date == submission_date)
         stmt = (
             update(messages).where(messages.c.id.in_(pick.scalar_subquery()))
-            .values(claimed_by=worker, claim_token=str(uuid.uuid4()),
+            .values(claimed_by=worker, claim_token=token,
                     claim_expires_at=now + dt.timedelta(seconds=lease_seconds))
             .returning(*_REF_COLUMNS)
         )
         with self._write() as conn:
             rows = conn.execute(stmt).all()
-        return sorted((_ref(r) for r in rows), key=lambda r: r.id)
+        return sorted((replace(_ref(r), claim_token=token) for r in rows), key=lambda r: r.id)
 
-    def release(self, message_ids: Iterable[int], worker: str) -> int:
-        """Give back ``worker``'s claims on these messages; returns how many were released."""
+    def renew(self, message_ids: Iterable[int], worker: str, token: str, lease_seconds: float) -> list[int]:
+        """Extend ``worker``'s claims (token ``token``) on these messages to ``lease_seconds`` from
+        now; returns the ids renewed. An id missing from the answer is a lost claim: its lease
+        expired and another worker claimed it, or it was released or cleared (requeue).
+
+        A claim whose lease ran out but that nobody took over still holds the token and is renewed.
+        Rows are locked in id order (like transitions), so renewing beside a write never deadlocks.
+        """
+        ids = sorted(set(message_ids))
+        renewed: list[int] = []
+        with self._write() as conn:
+            until = _now() + dt.timedelta(seconds=lease_seconds)
+            for chunk in _chunks(ids, self.chunk_size):
+                held = list(conn.execute(
+                    select(messages.c.id).where(
+                        messages.c.id.in_(chunk), messages.c.claim_token == token, messages.c.claimed_by == worker,
+                    ).order_by(messages.c.id).with_for_update()
+                ).scalars())
+                if held:
+                    conn.execute(update(messages).where(messages.c.id.in_(held)).values(claim_expires_at=until))
+                renewed.extend(held)
+        return renewed
+
+    def release(self, message_ids: Iterable[int], worker: str, token: str | None = None) -> int:
+        """Give back ``worker``'s claims on these messages; returns how many were released.
+
+        With ``token``, only the claims that still hold it (a claim lost and taken over by
+        another worker, even one of the same name, stays with it)."""
         ids = list(message_ids)
         released = 0
+        where = [messages.c.claimed_by == worker]
+        if token is not None:
+            where.append(messages.c.claim_token == token)
         with self._write() as conn:
             for chunk in _chunks(ids, self.chunk_size):
                 released += conn.execute(
-                    update(messages).where(messages.c.id.in_(chunk), messages.c.claimed_by == worker)
+                    update(messages).where(messages.c.id.in_(chunk), *where)
                     .values(claimed_by=None, claim_token=None, claim_expires_at=None)
                 ).rowcount
         return released
@@ -612,8 +769,12 @@ class Ledger:
         submission_date: dt.date | None = None,
         states: Iterable[MessageState | str] | None = None,
         source_system: str | None = None,
+        *,
+        first_id: int | None = None,
+        last_id: int | None = None,
     ) -> list[int]:
-        """Ids of messages (of a submission date, in states), in stable id order for chunking."""
+        """Ids of messages (of a submission date, or of any date when None; in states; with ids in
+        ``[first_id, last_id]``), in stable id order (oldest first) for chunking."""
         stmt = select(messages.c.id).order_by(messages.c.id)
         if submission_date is not None:
             stmt = stmt.where(messages.c.submission_date == submission_date)
@@ -621,8 +782,43 @@ class Ledger:
             stmt = stmt.where(messages.c.state.in_([MessageState(s).value for s in states]))
         if source_system is not None:
             stmt = stmt.where(messages.c.source_system == source_system)
+        if first_id is not None:
+            stmt = stmt.where(messages.c.id >= first_id)
+        if last_id is not None:
+            stmt = stmt.where(messages.c.id <= last_id)
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
+
+    def stale_messages(
+        self, older_than_hours: float, states: Iterable[MessageState | str], *,
+        now: dt.datetime | None = None, limit: int | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Messages in ``states`` registered more than ``older_than_hours`` ago, whatever their
+        submission date: ``(how many, the oldest up to limit)``, each as message UUID, state,
+        reason code, submission date and registration time (no personal data)."""
+        now = now or _now()
+        where = (messages.c.state.in_([MessageState(s).value for s in states]),
+                 messages.c.created_at < now - dt.timedelta(hours=older_than_hours))
+        with self._read() as conn:
+            total = conn.execute(select(func.count()).select_from(messages).where(*where)).scalar_one()
+            rows = conn.execute(
+                select(messages.c.message_uuid, messages.c.state, messages.c.reason_code,
+                       messages.c.submission_date, messages.c.created_at)
+                .where(*where).order_by(messages.c.id).limit(limit)
+            ).all()
+        return total, [dict(r._mapping) for r in rows]
+
+    def known_submissions(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (source system, submission id) the ledger holds (one query per chunk)."""
+        wanted = set(keys)
+        found: set[tuple[str, str]] = set()
+        with self._read() as conn:
+            for chunk in _chunks(sorted({sid for _src, sid in wanted}), self.chunk_size):
+                found.update(
+                    k for k in conn.execute(select(messages.c.source_system, messages.c.submission_id)
+                                            .where(messages.c.submission_id.in_(chunk))).tuples()
+                    if k in wanted)
+        return found
 
     def messages(self, message_ids: Iterable[int]) -> list[Message]:
         """Full rows of these messages, in id order."""
@@ -648,10 +844,35 @@ class Ledger:
             return [_message(r) for r in conn.execute(select(messages).where(*where).order_by(messages.c.id))]
 
     def get(self, message_uuid: str) -> Message | None:
-        """The message with this MeMo messageUUID (or SF1601 transaction id)."""
+        """The message with this MeMo messageUUID (or SF1601 transaction id), of its current
+        generation or an earlier one (a requeued message is found by its earlier ids too)."""
         key = message_uuid.strip().lower()
-        found = self._select_messages(or_(messages.c.message_uuid == key, messages.c.transaction_id == key))
+        earlier = select(generations.c.message_id).where(
+            or_(generations.c.message_uuid == key, generations.c.transaction_id == key))
+        found = self._select_messages(or_(
+            messages.c.message_uuid == key, messages.c.transaction_id == key, messages.c.id.in_(earlier)))
         return found[0] if found else None
+
+    def generation_of(self, message_uuid: str) -> tuple[int, int] | None:
+        """``(message id, generation)`` of a MeMo messageUUID (not a transaction id), current or
+        earlier; None if no message has it."""
+        key = message_uuid.strip().lower()
+        with self._read() as conn:
+            row = conn.execute(select(messages.c.id, messages.c.generation).where(messages.c.message_uuid == key)).first()
+            if row is None:
+                row = conn.execute(select(generations.c.message_id, generations.c.generation)
+                                   .where(generations.c.message_uuid == key)).first()
+        return (row[0], row[1]) if row is not None else None
+
+    def generations(self, message_id: int) -> list[Generation]:
+        """The earlier generations of a requeued message, oldest first (none: never requeued)."""
+        with self._read() as conn:
+            return [
+                Generation(r.message_id, r.generation, r.message_uuid, r.transaction_id, r.ended_at,
+                           MessageState(r.ended_state), r.failed_from, r.reason_code, r.ended_by)
+                for r in conn.execute(select(generations).where(generations.c.message_id == message_id)
+                                      .order_by(generations.c.generation))
+            ]
 
     def by_submission_id(self, submission_id: str, source_system: str | None = None) -> list[Message]:
         where = [messages.c.submission_id == submission_id]
@@ -758,6 +979,8 @@ class Ledger:
 
         Returns counts for the receipts settled by this call (new ones and earlier pending ones);
         ``pending`` is the number of receipts in the ledger still waiting for their message.
+        A receipt may carry the messageUUID of the message's current generation or of an earlier
+        one (before a requeue); see :meth:`_settle_receipts` for what each does.
         """
         now = _now()
         rows: dict[str, dict[str, Any]] = {}
@@ -793,10 +1016,25 @@ class Ledger:
     def _settle_receipts(
         self, conn: Connection, now: dt.datetime, actor: str, message_ids: Sequence[int] | None = None
     ) -> tuple[int, int, int]:
-        """Apply pending receipts whose message is known; returns (applied, duplicate, stale)."""
+        """Apply pending receipts whose message is known; returns (applied, duplicate, stale).
+
+        A receipt is matched by the message's current messageUUID or, through
+        ``ledger_generations``, an earlier generation's. What it does follows
+        :data:`docpost.ledger.states.RECEIPT_MOVES` (:func:`~docpost.ledger.states.receipt_move`):
+        besides the ordinary receipt (SUBMITTED / RETRYING), a DELIVERED receipt settles a FAILED
+        message that may have reached SF1601, and an earlier generation's DELIVERED receipt
+        settles a message whose resend has not left docpost (the letter did arrive). An earlier
+        generation's receipt that moves nothing is recorded (``stale``) with an event saying so.
+        """
+        earlier = generations.alias("earlier")
         stmt = (
-            select(receipts, messages.c.id.label("mid"), messages.c.state.label("mstate"))
-            .join(messages, messages.c.message_uuid == receipts.c.message_uuid)
+            select(receipts, messages.c.id.label("mid"), messages.c.state.label("mstate"),
+                   messages.c.failed_from.label("mfailed_from"), messages.c.generation.label("mgen"),
+                   messages.c.reason_code.label("mreason"), earlier.c.generation.label("rgen"))
+            .select_from(
+                receipts.outerjoin(earlier, earlier.c.message_uuid == receipts.c.message_uuid).join(
+                    messages, or_(messages.c.message_uuid == receipts.c.message_uuid,
+                                  messages.c.id == earlier.c.message_id)))
             .where(receipts.c.disposition.is_(None))
             .order_by(messages.c.id, receipts.c.id)  # lock in id order, like transitions
         )
@@ -810,14 +1048,21 @@ class Ledger:
             if not pending:
                 continue
             state_now = {r.mid: MessageState(r.mstate) for r in pending}
-            moves: dict[MessageState, list] = defaultdict(list)
+            failed_from = {r.mid: r.mfailed_from for r in pending}
+            reason_now = {r.mid: r.mreason for r in pending}
+            # a message may move twice in one batch (FAILED, then DELIVERED): its second move goes in
+            # the next wave, so that the moves are written in the order the receipts came
+            waves: list[dict[MessageState, list]] = []
+            moves_of: dict[int, int] = defaultdict(int)
+            recorded: list[dict[str, Any]] = []
             settled: list[dict[str, Any]] = []
             for r in pending:
                 outcome, current = MessageState(r.outcome), state_now[r.mid]
-                if current is outcome:
-                    disposition = "duplicate"
-                elif current in AWAITING_RECEIPT:
-                    disposition = "applied"
+                is_earlier = r.rgen is not None
+                disposition, to = receipt_move(current, outcome, earlier=is_earlier, failed_from=failed_from[r.mid])
+                said = " / ".join(p for p in (r.status_code, r.error_code, r.error_text) if p)
+                whose = f"receipt for generation {r.rgen} (messageUUID {r.message_uuid})" if is_earlier else "receipt"
+                if disposition == "applied":
                     values: dict[str, Any] = {"receipt_status": r.status_code}
                     channel = r.channel or _CHANNEL_OF.get(outcome)
                     if channel:
@@ -825,27 +1070,45 @@ class Ledger:
                     if outcome is S.FAILED:
                         values["reason_code"] = r.error_code or "receipt.delivery-failed"
                         values["reason_text"] = r.error_text
-                    detail = "receipt: " + " / ".join(
-                        p for p in (r.status_code, r.error_code, r.error_text) if p) if (
-                        r.status_code or r.error_code or r.error_text) else "receipt"
-                    moves[outcome].append((r.mid, current.value, detail, values, r.at))
-                    state_now[r.mid] = outcome
-                elif current in BEFORE_SUBMISSION:
-                    disposition = None  # not submitted yet: stays pending
-                else:
-                    disposition = "stale"
+                    detail = f"{whose}: {said}" if said else whose
+                    if current is S.FAILED:  # delivered after all: the receipt overrides the FAILED
+                        values.update(reason_code=None, reason_text=None, failed_from=None)
+                        detail += (f"; delivered after all: overrides FAILED ({reason_now[r.mid] or 'no reason'}, "
+                                   f"failed from {failed_from[r.mid] or '?'})")
+                    elif is_earlier:
+                        detail += f"; the letter arrived: the resend (generation {r.mgen}) is not needed"
+                    wave = moves_of[r.mid]
+                    moves_of[r.mid] += 1
+                    if len(waves) <= wave:
+                        waves.append(defaultdict(list))
+                    waves[wave][to].append((r.mid, current.value, detail, values, r.at))
+                    if to is S.FAILED:
+                        failed_from[r.mid], reason_now[r.mid] = current.value, values["reason_code"]
+                    state_now[r.mid] = to
+                elif disposition == "stale" and is_earlier:
+                    recorded.append({
+                        "message_id": r.mid, "from_state": current.value, "to_state": current.value,
+                        "at": now, "actor": actor,
+                        "detail": f"{whose}: {said or outcome.value}; recorded, state kept "
+                                  f"(generation {r.mgen} is {current.value})",
+                    })
                 settled.append({"r_id": r.id, "r_mid": r.mid, "r_disp": disposition,
                                 "r_at": now if disposition else None})
                 applied += disposition == "applied"
                 duplicates += disposition == "duplicate"
                 stale += disposition == "stale"
-            for outcome, group in moves.items():
-                self._write_moves(conn, outcome, group, actor, now)
+            for wave in waves:
+                for outcome, group in wave.items():
+                    self._write_moves(conn, outcome, group, actor, now)
+            if recorded:
+                conn.execute(insert(events), recorded)
             by_disposition: dict[str | None, list[int]] = defaultdict(list)
             for item in settled:
                 by_disposition[item["r_disp"]].append(item["r_id"])
-            linked = (
-                select(messages.c.id).where(messages.c.message_uuid == receipts.c.message_uuid).scalar_subquery()
+            linked = func.coalesce(
+                select(messages.c.id).where(messages.c.message_uuid == receipts.c.message_uuid).scalar_subquery(),
+                select(generations.c.message_id).where(generations.c.message_uuid == receipts.c.message_uuid)
+                .scalar_subquery(),
             )
             for disposition, rids in by_disposition.items():
                 for part in _chunks(rids, self.chunk_size):
@@ -856,58 +1119,95 @@ class Ledger:
     # -- operators ----------------------------------------------------------------------------
 
     def ids_for(self, message_uuids: Iterable[str]) -> list[int]:
-        """Message ids for MeMo message UUIDs; raises :class:`UnknownMessage` for any unknown one."""
+        """Message ids for MeMo message UUIDs (of the current generation or an earlier one: see
+        :meth:`requeue`); raises :class:`UnknownMessage` for any unknown one."""
         keys = [u.strip().lower() for u in message_uuids]
         found: dict[str, int] = {}
         with self._read() as conn:
             for chunk in _chunks(keys, self.chunk_size):
                 found.update(conn.execute(
                     select(messages.c.message_uuid, messages.c.id).where(messages.c.message_uuid.in_(chunk))).all())
+            for chunk in _chunks([k for k in keys if k not in found], self.chunk_size):
+                found.update(conn.execute(
+                    select(generations.c.message_uuid, generations.c.message_id)
+                    .where(generations.c.message_uuid.in_(chunk))).all())
         missing = [k for k in keys if k not in found]
         if missing:
             raise UnknownMessage(f"no message {missing[0]} in the ledger")
         return [found[k] for k in keys]
 
     def cancel(self, message_ids: Iterable[int], actor: str, reason: str) -> TransitionResult:
-        """Cancel messages not yet submitted (RECEIVED, VALIDATED, STAMPED, RENDERED)."""
+        """Cancel messages not yet submitted (RECEIVED, VALIDATED, STAMPED, RENDERED).
+
+        Refuses (:class:`ClaimedMessage`, nothing moves) while a worker holds an unexpired claim
+        on one of them: a stage is working on it (it may be on its way to SF1601 this instant);
+        try again when the stage is done with it."""
         try:
-            return self.transition(message_ids, S.CANCELLED, actor, detail=reason,
+            return self.transition(message_ids, S.CANCELLED, actor, detail=reason, refuse_claimed=True,
                                    reason_code="cancelled", reason_text=reason)
         except IllegalTransition as exc:
             raise IllegalTransition(exc.from_state, exc.to_state, exc.message_uuid, exc.count,
                                     why="only a message not yet submitted can be cancelled") from None
 
     def requeue(self, message_ids: Iterable[int], actor: str, reason: str | None = None) -> TransitionResult:
-        """Send FAILED messages back to where they can be resent from (see ``requeue_target``).
+        """Send FAILED messages back to where they can be resent from (see ``requeue_target``),
+        as a new generation.
 
-        The attempt count, failure reason and any claim are reset; the history keeps them.
+        Each requeued message starts generation n+1: a new SF1601 transaction id and MeMo
+        messageUUID, derived from its identity and the generation (``identity.transaction_id``),
+        so that SF1601 takes the resend as a new transaction instead of answering with the stored
+        answer to the earlier one. The earlier ids, when and how that generation ended, are kept
+        in ``ledger_generations`` (a lookup or a receipt by them still finds the message: see
+        :meth:`get`, :meth:`apply_receipts`), and the event says so. The attempt count, failure
+        reason and any claim are reset; the history keeps them.
         """
         ids = list(dict.fromkeys(message_ids))
         moved: list[int] = []
+        why = scrub(reason) or "requeued"
         with self._write() as conn:
             now = _now()
             for chunk in _chunks(ids, self.chunk_size):
-                current = self._lock(conn, chunk, messages.c.failed_from)
+                current = self._lock(conn, chunk, messages.c.failed_from, messages.c.generation,
+                                     messages.c.transaction_id, messages.c.source_system, messages.c.submission_id,
+                                     messages.c.content_hash, messages.c.reason_code)
                 wrong = [r for r in current.values() if r.state != S.FAILED.value]
                 if wrong:
                     raise IllegalTransition(wrong[0].state, "requeue", wrong[0].message_uuid, len(wrong),
                                             why="only a FAILED message can be requeued")
-                targets: dict[MessageState, list[int]] = defaultdict(list)
+                earlier, moves, changes = [], [], []
                 for r in current.values():
-                    targets[requeue_target(r.failed_from)].append(r.id)
-                for target, group in targets.items():
-                    conn.execute(insert(events).from_select(
-                        ["message_id", "from_state", "to_state", "at", "actor", "detail"],
-                        select(messages.c.id, messages.c.state, literal(target.value), literal(now, UtcDateTime()),
-                               literal(actor), literal(scrub(reason) or "requeued", Text()))
-                        .where(messages.c.id.in_(group)),
-                    ))
-                    conn.execute(update(messages).where(messages.c.id.in_(group)).values(
-                        state=target.value, updated_at=now, state_changed_at=now, attempts=0, faults=0, failed_from=None,
-                        reason_code=None, reason_text=None, claimed_by=None, claim_token=None,
-                        claim_expires_at=None,
-                    ))
-                    moved.extend(group)
+                    target, following = requeue_target(r.failed_from), r.generation + 1
+                    new_uuid = identity.message_uuid(r.source_system, r.submission_id, r.content_hash, following)
+                    new_tid = identity.transaction_id(r.source_system, r.submission_id, r.content_hash, following)
+                    earlier.append({
+                        "message_id": r.id, "generation": r.generation, "message_uuid": r.message_uuid,
+                        "transaction_id": r.transaction_id, "ended_at": now, "ended_state": r.state,
+                        "failed_from": r.failed_from, "reason_code": r.reason_code, "ended_by": actor,
+                    })
+                    moves.append({
+                        "message_id": r.id, "from_state": r.state, "to_state": target.value, "at": now,
+                        "actor": actor,
+                        "detail": f"{why}; generation {following}: transaction id {new_tid}, messageUUID "
+                                  f"{new_uuid} (generation {r.generation}: transaction id {r.transaction_id}, "
+                                  f"messageUUID {r.message_uuid})",
+                    })
+                    changes.append({"m_id": r.id, "v_state": target.value, "v_generation": following,
+                                    "v_uuid": new_uuid, "v_tid": new_tid})
+                if not changes:
+                    continue
+                conn.execute(insert(generations), earlier)
+                conn.execute(insert(events), moves)
+                conn.execute(
+                    update(messages).where(messages.c.id == bindparam("m_id")).values(
+                        state=bindparam("v_state"), generation=bindparam("v_generation"),
+                        message_uuid=bindparam("v_uuid"), transaction_id=bindparam("v_tid"),
+                        updated_at=now, state_changed_at=now, attempts=0, faults=0, failed_from=None,
+                        reason_code=None, reason_text=None, receipt_status=None, submitted_at=None,
+                        claimed_by=None, claim_token=None, claim_expires_at=None,
+                    ),
+                    changes,
+                )
+                moved.extend(c["m_id"] for c in changes)
         return TransitionResult(moved, [])
 
     # -- retention ----------------------------------------------------------------------------

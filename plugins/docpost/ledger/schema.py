@@ -5,6 +5,10 @@
 - ``ledger_conflicts``: the same submission id seen with different content (never sent twice).
 - ``ledger_receipts``: PKO_PostStatus receipts as received; ``disposition`` says what became of
   them (NULL = pending: the message is unknown or not yet submitted).
+- ``ledger_generations``: the earlier generations of requeued messages (a requeue starts a new
+  generation with a new transaction id and messageUUID; ``ledger_messages`` holds the current
+  one): their ids, so that lookups and receipts by an earlier id still find the message, and
+  when and how each ended. No personal data (ids, states, a reason code, the operator).
 
 Personal data columns (purged by retention): ``recipient_masked``, ``recipient_hash``, ``title``,
 ``reason_text``; ``ledger_receipts.error_text``.
@@ -107,6 +111,7 @@ messages = Table(
     Column("purged_at", UtcDateTime()),
     Column("listing", Text),  # JSON {file name: [size, ETag]} as registered; read back pinned
     Column("faults", Integer, nullable=False, server_default="0"),  # unexpected failures (see hold)
+    Column("generation", Integer, nullable=False, server_default="0"),  # requeues so far (see generations)
     UniqueConstraint("source_system", "submission_id", name="uq_ledger_messages_submission"),
     Index("ix_ledger_messages_date_state", "submission_date", "state"),
     Index("ix_ledger_messages_state_changed", "state", "state_changed_at"),
@@ -167,4 +172,20 @@ receipts = Table(
     Index("ix_ledger_receipts_disposition", "disposition"),
 )
 
-ALL_TABLES = (messages, events, conflicts, receipts)
+generations = Table(
+    "ledger_generations",
+    metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("message_id", Key, ForeignKey("ledger_messages.id"), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("message_uuid", String(36), nullable=False, unique=True),
+    Column("transaction_id", String(36), nullable=False, unique=True),
+    Column("ended_at", UtcDateTime(), nullable=False),
+    Column("ended_state", String(20), nullable=False),  # FAILED (a requeue ends a generation)
+    Column("failed_from", String(20)),
+    Column("reason_code", String(64)),  # the code only: the reason text stays in the events
+    Column("ended_by", String(200), nullable=False),  # who requeued
+    UniqueConstraint("message_id", "generation", name="uq_ledger_generations_message_generation"),
+)
+
+ALL_TABLES = (messages, events, conflicts, receipts, generations)
