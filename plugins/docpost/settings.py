@@ -118,6 +118,24 @@ class Settings(BaseSettings):
     collect_lookback_days: int = Field(7, ge=0, description="days before the night whose inbox folders collect sweeps")
     stale_after_hours: float = Field(48.0, gt=0, description="a letter workable for longer than this is reported stale")
 
+    # -- receipts from the Beskedfordeler (SF1461) over AMQP 0-9-1
+    amqp_url: SecretStr | None = Field(None, description="broker URL: amqp://user:pw@host:5672/vhost locally, "
+                                       "amqps://host:5671/BF in production")
+    amqp_queue: str = Field("docpost.receipts", description="the subscription's queue")
+    amqp_quarantine_queue: str | None = Field(None, description="where unreadable envelopes go (default: <queue>.quarantine)")
+    amqp_ca: str | None = Field(None, description="CA bundle for the broker's TLS certificate")
+    amqp_cert: str | None = Field(None, description="client certificate (PEM file) for TLS")
+    amqp_key: str | None = Field(None, description="its private key (PEM file)")
+    amqp_token_file: str | None = Field(None, description="SAML token for the Beskedfordeler's own SASL mechanism")
+    amqp_batch: int = Field(500, ge=1, description="messages per drain of the receipts queue")
+
+    # -- the PostModtag endpoint (SF1606: citizens' messages to the municipality)
+    postmodtag_host: str = Field("127.0.0.1", description="address the endpoint listens on")
+    postmodtag_port: int = Field(8606, ge=0, le=65535, description="its port (0: any free port)")
+    postmodtag_cert: str | None = Field(None, description="the endpoint's server certificate (PEM file)")
+    postmodtag_key: str | None = Field(None, description="its private key (PEM file)")
+    postmodtag_client_ca: str | None = Field(None, description="CA of the Postkomponent's client certificates (mutual TLS)")
+
     # -- mail (replies)
     smtp_host: str | None = Field(None, description="mail server; unset: smtp_default under Airflow, else localhost")
     smtp_port: int = Field(25, ge=1, le=65535)
