@@ -1,9 +1,21 @@
-"""docpost_receipts: fetch PKO_PostStatus delivery receipts and settle the ledger.
+"""docpost_receipts: take PKO_PostStatus delivery receipts and settle the ledger.
 
-Every 15 minutes: fetch receipts from SF1601 (or the simulator) after the stored cursor, move
-messages to DELIVERED_DIGITAL, DELIVERED_PHYSICAL or FAILED (duplicates are no-ops, receipts that
-arrive before the send is recorded are kept until it is), then flag messages SUBMITTED for longer
-than the reconciliation window without a receipt.
+Every 15 minutes: drain the Beskedfordeler's receipts queue over AMQP (``DOCPOST_AMQP_URL``;
+batches of ``DOCPOST_AMQP_BATCH``, each acknowledged only after the ledger committed, at most
+50 batches a run; an unreadable envelope goes to the quarantine queue and S3) or, with no broker
+configured, page the simulator's receipt feed after the stored cursor; move messages to
+DELIVERED_DIGITAL, DELIVERED_PHYSICAL or FAILED (duplicates are no-ops, receipts that arrive
+before the send is recorded are kept until it is; intermediate and print-stage statuses are
+recorded on the letter's history), then flag messages SUBMITTED for longer than the
+reconciliation window without a receipt. A broker that cannot be reached fails the fetch task as
+infrastructure trouble: it retries.
+
+Why a schedule and not event-driven scheduling: Airflow 3's ``AssetWatcher`` with a
+``MessageQueueTrigger`` needs apache-airflow-providers-common-messaging, which is not installed
+here, and its queue providers (Amazon SQS, Apache Kafka, Redis pub/sub, Google Pub/Sub) include
+no AMQP 0-9-1 / RabbitMQ one, nor any way to authenticate with the Beskedfordeler's SAML token.
+Receipts are not urgent (a letter is settled within the quarter hour) and the queue keeps them
+durably meanwhile, so a schedule loses nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from docpost.dag_defaults import START_DATE, default_args, fail_run_on_task_fail
 
 @dag(
     dag_id="docpost_receipts",
-    description="Fetch SF1601 delivery receipts and settle the ledger",
+    description="Drain SF1601 delivery receipts (Beskedfordeler AMQP) and settle the ledger",
     schedule=dt.timedelta(minutes=15),
     start_date=START_DATE,
     catchup=False,

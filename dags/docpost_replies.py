@@ -1,8 +1,8 @@
 """docpost_replies: bring citizens' replies and new messages to the right functional mailbox.
 
-Every 5 minutes (and when triggered): pull inbound messages from SF1601 (or the simulator),
-record and route each (contactPointID -> Emne, the original letter, legacy numbers), mail the
-routed ones to their functional mailbox over SMTP, acknowledge. Unroutable ones wait in the
+Every 5 minutes (and when triggered): route what the PostModtag endpoint (SF1606, ``docpost
+postmodtag serve``) stored (contactPointID -> Emne, the original letter, legacy numbers) and mail
+the routed ones to their functional mailbox over SMTP. Unroutable ones wait in the
 manual-distribution queue (``docpost replies manual``). One pass is bounded; what is left
 is taken by the next run. A failed mail server fails the task, so Airflow retries it.
 """
@@ -26,8 +26,8 @@ from docpost.dag_defaults import START_DATE, default_args, fail_run_on_task_fail
     tags=["docpost"],
     default_args=default_args(retry_delay_seconds=30, max_retry_minutes=5),
     params={
-        "batch_size": Param(50, type="integer", minimum=1, maximum=1000, description="Messages per pull"),
-        "max_batches": Param(200, type="integer", minimum=1, description="Pulls per run"),
+        "batch_size": Param(50, type="integer", minimum=1, maximum=1000, description="Messages per batch"),
+        "max_batches": Param(200, type="integer", minimum=1, description="Batches per run (batch_size x max_batches messages)"),
     },
     doc_md=__doc__,
 )

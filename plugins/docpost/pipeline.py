@@ -841,13 +841,24 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
 # --------------------------------------------------------------------------- receipts and reports
 
 
-def fetch_receipts(*, actor: str, max_pages: int = 200) -> dict:
-    """Fetch PKO_PostStatus receipts after the stored cursor and settle the ledger; an odd receipt
-    is set aside with its code and never stops the feed (see ``receipts.fetch_and_settle``)."""
-    from docpost.receipts import fetch_and_settle
+def fetch_receipts(*, actor: str, max_pages: int = 200, max_messages: int | None = None) -> dict:
+    """Settle the ledger by PKO_PostStatus receipts; an odd receipt is set aside with its code and
+    never stops the others.
 
+    With ``DOCPOST_AMQP_URL`` set (production: the Beskedfordeler) the receipts queue is drained in
+    batches of ``DOCPOST_AMQP_BATCH``, at most ``max_messages`` per run (default: 50 batches), each
+    acknowledged after the ledger committed (``channels.beskedfordeler.drain``). Without a broker,
+    the simulator's receipt feed is paged after the stored cursor (``receipts.fetch_and_settle``;
+    only the SF1601 simulator has that feed).
+    """
     led = ledger()
     led.upgrade()
+    if config.settings().amqp_url is not None:
+        from docpost.channels.beskedfordeler import drain
+
+        return drain(led, store(), actor=actor, max_messages=max_messages)
+    from docpost.receipts import fetch_and_settle
+
     return fetch_and_settle(sf1601_client(), store(), led, actor=actor, max_pages=max_pages)
 
 

@@ -49,10 +49,19 @@ STATUS_FAILED = "Fejlet"
 STATUS_RECEIVED = "Modtaget"  # intermediate: accepted by the platform, not yet delivered
 STATUS_IN_PROGRESS = "Under behandling"  # intermediate
 
-#: Status codes known to be intermediate (compared case-insensitively). Any other code that is
-#: neither ``Fejl...`` nor ``Afleveret ...`` is unknown: the feed sets such a receipt aside
-#: (``receipt.unknown-status``) instead of guessing; add a code here once it is known.
-INTERMEDIATE_STATUSES = frozenset({STATUS_RECEIVED.lower(), STATUS_IN_PROGRESS.lower()})
+#: The print stages of a physical letter (ready for print, handed to the print provider, printed,
+#: posted). ASSUMED codes: no real sample of them is at hand; they are recorded on the letter's
+#: history like the other intermediate statuses. Replace them with the real codes once seen (an
+#: unknown code is set aside as ``receipt.unknown-status``, never lost).
+PRINT_STAGE_STATUSES = ("Klar til print", "Overgivet til print", "Printet", "Postlagt")
+
+#: Status codes known to be intermediate (compared case-insensitively, before the ``Fejl...`` and
+#: ``Afleveret ...`` prefixes). Any other code that is neither ``Fejl...`` nor ``Afleveret ...``
+#: is unknown: the feed sets such a receipt aside (``receipt.unknown-status``) instead of
+#: guessing; add a code here once it is known. An intermediate receipt moves no state; it is
+#: recorded as an event on its letter's history (``Ledger.apply_receipts(progress=...)``).
+INTERMEDIATE_STATUSES = frozenset({STATUS_RECEIVED.lower(), STATUS_IN_PROGRESS.lower(),
+                                   *(code.lower() for code in PRINT_STAGE_STATUSES)})
 
 DELIVERED_DIGITAL = "DELIVERED_DIGITAL"
 DELIVERED_PHYSICAL = "DELIVERED_PHYSICAL"
@@ -197,6 +206,8 @@ def outcome(status: PostStatus) -> str | None:
     (``receipt.unknown-status``; ``receipt.unknown-channel`` for a delivery on no known channel).
     """
     code = (status.status_code or "").strip().lower()
+    if code in INTERMEDIATE_STATUSES:
+        return None
     if code.startswith("fejl"):
         return FAILED
     if code.startswith("afleveret"):
@@ -206,8 +217,6 @@ def outcome(status: PostStatus) -> str | None:
         if "digital" in code or channel == CHANNEL_DIGITAL.lower():
             return DELIVERED_DIGITAL
         raise UnknownStatus("unknown-channel", "a delivery receipt names no channel docpost knows")
-    if code in INTERMEDIATE_STATUSES:
-        return None
     raise UnknownStatus("unknown-status", "the receipt's status code is not known to docpost")
 
 
@@ -355,6 +364,16 @@ def read_feed_entry(entry: Any) -> FeedEntry:
         return FeedEntry(cursor, raw, error=exc)
 
 
+def read_message(raw: bytes) -> FeedEntry:
+    """A receipt as delivered by the Beskedfordeler (an AMQP message body: the envelope, or a bare
+    ``PKO_PostStatus``), parsed; never raises (an unreadable one keeps its error, for quarantine)."""
+    raw = bytes(raw)
+    try:
+        return FeedEntry(None, raw, status=parse_post_status(raw))
+    except Exception as exc:  # noqa: BLE001 - this message's own problem: it is quarantined
+        return FeedEntry(None, raw, error=exc)
+
+
 def reason_of(exc: BaseException) -> tuple[str, str]:
     """(code, plain message) of why a receipt is set aside; a foreign exception by its type only."""
     if isinstance(exc, DocpostError):
@@ -415,6 +434,7 @@ class _Feed:
         self.counts: Counter[str] = Counter({name: 0 for name in _COUNTS})
         self.by_code: Counter[str] = Counter()
         self.pending: int | None = None
+        self.progress: list[tuple[str, str, str | None, dt.datetime | None]] = []  # intermediate receipts
 
     def set_aside(self, entry: FeedEntry, exc: BaseException) -> None:
         code, message = reason_of(exc)
@@ -450,17 +470,30 @@ class _Feed:
         self.pending = result.pending
 
     def apply(self, batch: list[tuple[FeedEntry, Any]]) -> None:
-        """Apply the page's receipts together; if the ledger refuses that, one by one."""
-        if not batch:
+        """Apply the page's receipts together (and record its intermediate ones on the letters'
+        histories); if the ledger refuses that, one by one."""
+        progress, self.progress = self.progress, []
+        if not batch and not progress:
             return
         try:
-            self.add(self.ledger.apply_receipts([r for _, r in batch], self.actor))
+            if progress:
+                self.add(self.ledger.apply_receipts([r for _, r in batch], self.actor, progress=progress))
+            else:
+                self.add(self.ledger.apply_receipts([r for _, r in batch], self.actor))
             return
         except Exception as exc:
             if is_infrastructure(exc):
                 raise
             log.warning("receipts: the ledger refused %d receipts together (%s); applying them one by one",
                         len(batch), reason_of(exc)[0])
+            if progress:  # the intermediate ones alone (they only add events)
+                try:
+                    self.add(self.ledger.apply_receipts([], self.actor, progress=progress))
+                except Exception as again:
+                    if is_infrastructure(again):
+                        raise
+                    log.warning("receipts: %d intermediate receipts not recorded (%s)", len(progress),
+                                reason_of(again)[0])
         for entry, receipt in batch:
             try:
                 self.add(self.ledger.apply_receipts([receipt], self.actor))
@@ -485,6 +518,8 @@ class _Feed:
                 continue
             if receipt is None:
                 self.counts["intermediate"] += 1
+                s = entry.status
+                self.progress.append((s.message_uuid, s.status_code, s.channel, s.transaction_time))
             else:
                 batch.append((entry, receipt))
         self.apply(batch)

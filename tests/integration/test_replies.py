@@ -20,6 +20,17 @@ from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+
+def process_inbound(actor, **kwargs):  # noqa: ANN001, ANN201
+    """A pass over the simulator's pull feed (the test bench's older path, given as a client)."""
+    from docpost.channels.inbound import InboundClient
+    from docpost.replies import service
+
+    if "client" in kwargs:
+        return service.process_inbound(actor, **kwargs)
+    with InboundClient.from_settings() as client:
+        return service.process_inbound(actor, client=client, **kwargs)
+
 NIGHT = dt.date(2026, 11, 26)
 TODAY = dt.date(2026, 11, 27)
 COUNTS = {"reply": 14, "new": 6, "legacy": 2, "closed_contact_point": 2, "unknown_contact_point": 2,
@@ -147,7 +158,7 @@ def test_replies_reach_their_mailbox_once_and_awkward_ones_wait_with_their_reaso
     from sqlalchemy import text
 
     from docpost.hierarchy import load_hierarchy
-    from docpost.replies import manual_queue, process_inbound
+    from docpost.replies import manual_queue
     from docpost.replies.mail import mail_address
 
     sim, sink, led, _, register = world
@@ -208,7 +219,6 @@ def test_redelivered_messages_are_mailed_once(world):
     """The service delivers unacknowledged messages again: a pass that could not acknowledge
     (acks refused) and a second pass route and mail each message once."""
     from docpost.channels.inbound import InboundClient, InboundProtocolError
-    from docpost.replies import process_inbound
 
     sim, sink, _, _, _ = world
     items = generate(sim, {"reply": 4, "new": 2}, seed=11)["generated"]
@@ -237,14 +247,15 @@ def _client_args() -> dict:
 
 KILL_SCRIPT = """
 import datetime as dt, json, sys
+from docpost.channels.inbound import InboundClient
 from docpost.replies import process_inbound
-print(json.dumps(process_inbound("test:killed", batch_size=5, today=dt.date(2026, 11, 27))))
+with InboundClient.from_settings() as client:
+    print(json.dumps(process_inbound("test:killed", batch_size=5, today=dt.date(2026, 11, 27), client=client)))
 """
 
 
 def test_killed_pass_loses_nothing_and_mails_nothing_twice(world, tmp_path):
     from docpost_testbench.mailsink import start_mailsink
-    from docpost.replies import process_inbound
     from docpost.replies.store import ReplyStore
 
     sim, sink, led, env, _ = world
@@ -299,7 +310,6 @@ def test_killed_pass_loses_nothing_and_mails_nothing_twice(world, tmp_path):
 def test_manual_assignment_by_cli_mails_and_records_who(world, capsys):
     from docpost.cli import main
     from docpost.hierarchy import load_hierarchy
-    from docpost.replies import process_inbound
     from docpost.replies.mail import mail_address
 
     def run(*argv: str) -> int:  # through docpost.cli.main: its error path and exit codes
@@ -368,7 +378,6 @@ def test_mail_server_down_acknowledges_nothing_new_until_it_is_back(world, monke
     the pass fails (the task is retried) and a later pass does the rest."""
     from conftest import free_port
 
-    from docpost.replies import process_inbound
     from docpost.replies.errors import MailUnavailable
     from docpost.replies.store import ReplyStore
 
@@ -397,7 +406,7 @@ def test_poison_corpus_mixed_into_a_night_of_replies(world):
     everything handled is acknowledged, and no stored mail carries an injected header."""
     from poison.inbound import acked_ids, check, inject, raw_mail_problems
 
-    from docpost.replies import manual_queue, process_inbound
+    from docpost.replies import manual_queue
 
     sim, sink, led, _, _ = world
     generated = generate(sim, COUNTS, seed=61)["generated"]

@@ -18,6 +18,17 @@ from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+
+def process_inbound(actor, **kwargs):  # noqa: ANN001, ANN201
+    """A pass over the simulator's pull feed (the test bench's older path, given as a client)."""
+    from docpost.channels.inbound import InboundClient
+    from docpost.replies import service
+
+    if "client" in kwargs:
+        return service.process_inbound(actor, **kwargs)
+    with InboundClient.from_settings() as client:
+        return service.process_inbound(actor, client=client, **kwargs)
+
 TODAY = dt.date(2026, 11, 27)
 
 
@@ -99,7 +110,6 @@ def acked(sim, injected) -> set[str]:  # noqa: ANN001
 def test_every_odd_message_ends_mailed_safely_or_queued_with_its_code(world):
     from poison.inbound import check, inject, raw_mail_problems
 
-    from docpost.replies import process_inbound
 
     sim, sink, led = world
     injected = inject(sim, goods("good", 4)) | inject(sim)  # good ones first, then the corpus
@@ -126,7 +136,6 @@ def test_an_unexpected_exception_with_one_message_is_its_own(world, monkeypatch,
     from poison.inbound import CPR, check, inject
 
     from docpost.replies import mail as mailmod
-    from docpost.replies import process_inbound
     from docpost.replies.store import ReplyStore
 
     sim, sink, led = world
@@ -157,7 +166,6 @@ def test_smtp_down_acknowledges_only_what_was_queued_before_and_makes_nothing_fi
     from conftest import free_port
     from poison.inbound import check, corpus, inject, raw_mail_problems
 
-    from docpost.replies import process_inbound
     from docpost.replies.errors import MailUnavailable
     from docpost.replies.store import ReplyStore
 
@@ -195,7 +203,6 @@ def test_database_gone_mid_pass_stops_acknowledging_and_a_later_pass_finishes(wo
     from poison.inbound import check, inject
 
     from conftest import PG_ADMIN_URL
-    from docpost.replies import process_inbound
     from docpost.replies.mail import SmtpTransport
 
     sim, sink, led = world

@@ -23,7 +23,7 @@ GOOD = ROOT / "examples/inbox/sbsys/2026-01-15/sbsys-000001"
 HIERARCHY = ROOT / "config/hierarchy.xml"
 
 #: commands that print no data, so have no --output: the bench's servers and demo runner
-NO_DATA = {"demo", "simulator"}
+NO_DATA = {"demo", "simulator", "postmodtag"}  # servers: no data printed
 
 
 def leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):

@@ -974,13 +974,19 @@ class Ledger:
                  r.error_code or "", r.at.astimezone(dt.UTC).isoformat() if r.at else "")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
-    def apply_receipts(self, items: Iterable[Receipt | tuple], actor: str = "receipts") -> ReceiptResult:
+    def apply_receipts(self, items: Iterable[Receipt | tuple], actor: str = "receipts", *,
+                       progress: Iterable[tuple[str, str, str | None, dt.datetime | None]] = ()) -> ReceiptResult:
         """Store delivery receipts and apply them; safe to call again with the same receipts.
 
         Returns counts for the receipts settled by this call (new ones and earlier pending ones);
         ``pending`` is the number of receipts in the ledger still waiting for their message.
         A receipt may carry the messageUUID of the message's current generation or of an earlier
         one (before a requeue); see :meth:`_settle_receipts` for what each does.
+
+        ``progress``: intermediate receipts ``(messageUUID, status code, channel, time)``
+        (``Modtaget``, a print stage ...), written in the same transaction as events on their
+        message's history with its state kept; each once (given again, it adds nothing); one for
+        no known message is skipped.
         """
         now = _now()
         rows: dict[str, dict[str, Any]] = {}
@@ -1009,9 +1015,37 @@ class Ledger:
                 conn.execute(self._insert(receipts), list(chunk))
             inserted = len(batch) - known
             applied, duplicates, stale = self._settle_receipts(conn, now, actor)
+            self._record_progress(conn, progress, actor, now)
             pending = conn.execute(
                 select(func.count()).select_from(receipts).where(receipts.c.disposition.is_(None))).scalar_one()
         return ReceiptResult(applied, duplicates + (given - inserted), stale, pending)
+
+    def _record_progress(self, conn: Connection, items: Iterable[tuple], actor: str, now: dt.datetime) -> None:
+        """Intermediate receipts as events (state kept) on their messages, once each: see apply_receipts."""
+        wanted: dict[tuple[str, str], None] = {}
+        for message_uuid, status_code, channel, at in items:
+            when = f", {at.astimezone(dt.UTC).isoformat()}" if at else ""
+            wanted[(message_uuid.strip().lower(),
+                    f"receipt: {status_code} (intermediate{', ' + channel if channel else ''}{when}); state kept")] = None
+        uuids = sorted({u for u, _ in wanted})
+        found: dict[str, tuple[int, str]] = {}
+        for chunk in _chunks(uuids, self.chunk_size):
+            for r in conn.execute(select(messages.c.message_uuid, messages.c.id, messages.c.state)
+                                  .where(messages.c.message_uuid.in_(chunk))):
+                found[r.message_uuid] = (r.id, r.state)
+            for r in conn.execute(select(generations.c.message_uuid, messages.c.id, messages.c.state)
+                                  .join(messages, messages.c.id == generations.c.message_id)
+                                  .where(generations.c.message_uuid.in_(chunk))):
+                found.setdefault(r.message_uuid, (r.id, r.state))
+        rows = {(found[u][0], detail): found[u][1] for u, detail in wanted if u in found}
+        ids = sorted({mid for mid, _ in rows})
+        for chunk in _chunks(ids, self.chunk_size):
+            for r in conn.execute(select(events.c.message_id, events.c.detail).where(
+                    events.c.message_id.in_(chunk), events.c.detail.in_({d for _, d in rows}))):
+                rows.pop((r.message_id, r.detail), None)
+        if rows:
+            conn.execute(insert(events), [{"message_id": mid, "from_state": state, "to_state": state, "at": now,
+                                           "actor": actor, "detail": detail} for (mid, detail), state in rows.items()])
 
     def _settle_receipts(
         self, conn: Connection, now: dt.datetime, actor: str, message_ids: Sequence[int] | None = None

@@ -1,4 +1,9 @@
-"""One routing pass (pull -> record -> route -> mail -> ack), manual assignment, and the queue.
+"""One routing pass (stored -> route -> mail), manual assignment, and the queue.
+
+The PostModtag endpoint (:mod:`docpost.postmodtag`) stores each message the Postkomponent
+delivers (``RECEIVED``) before accepting it; a pass routes and mails what is stored. The test
+bench's older pull path (:mod:`docpost.channels.inbound`, pull -> record -> route -> mail -> ack)
+runs only when a pass is given a client.
 
 Nothing is lost and nothing is mailed twice when a pass dies anywhere:
 
@@ -145,26 +150,45 @@ class _Context:
 # --------------------------------------------------------------------------- one message
 
 
-def _record_and_route(ctx: _Context, inbound_id: str, memo: bytes, actor: str, counts: Counter) -> InboundRecord:
-    """Record a pulled message (once) and route it (once); what cannot be read or routed goes to
-    the manual queue with its code."""
-    message: InboundMessage | None = None
-    rejected: tuple[str, str] | None = None
-    keep = True
+def _parse(memo: bytes, inbound_id: str) -> tuple[InboundMessage | None, tuple[str, str] | None, bool]:
+    """(message, rejected (code, text), keep the payload) of one MeMo; infrastructure raises."""
     try:
-        message = parse_inbound(memo)
+        return parse_inbound(memo), None, True
     except Exception as exc:  # noqa: BLE001 - one message's trouble stays its own
         if is_infrastructure(exc):
             raise
         if isinstance(exc, InboundRejected):
-            rejected, keep = (exc.code, exc.message), not isinstance(exc, InboundHostile)
-        else:
-            log.warning("inbound %s could not be read: %s", inbound_id, describe(exc))
-            rejected = (internal_code(exc), f"the message could not be read ({describe(exc)})")
+            return None, (exc.code, exc.message), not isinstance(exc, InboundHostile)
+        log.warning("inbound %s could not be read: %s", inbound_id, describe(exc))
+        return None, (internal_code(exc), f"the message could not be read ({describe(exc)})"), True
+
+
+def _record_and_route(ctx: _Context, inbound_id: str, memo: bytes, actor: str, counts: Counter) -> InboundRecord:
+    """Record a pulled message (once) and route it (once); what cannot be read or routed goes to
+    the manual queue with its code."""
+    message, rejected, keep = _parse(memo, inbound_id)
     record, created = ctx.store.receive(inbound_id, memo, keep_payload=keep)
     counts["received" if created else "redelivered"] += 1
     if record.state != RECEIVED:
         return record
+    return _route_record(ctx, record, message, rejected, actor, counts)
+
+
+def _route_stored(ctx: _Context, record: InboundRecord, actor: str, counts: Counter) -> tuple[InboundRecord, bytes | None]:
+    """Route a message the PostModtag endpoint stored (``RECEIVED``); (record, its MeMo)."""
+    memo = ctx.store.payload(record)
+    if memo is None:
+        rejected: tuple[str, str] | None = ("mail.no-content", "the content of the message was not kept")
+        message = None
+    else:
+        message, rejected, _ = _parse(memo, record.inbound_id)
+    return _route_record(ctx, record, message, rejected, actor, counts), memo
+
+
+def _route_record(ctx: _Context, record: InboundRecord, message: InboundMessage | None,
+                  rejected: tuple[str, str] | None, actor: str, counts: Counter) -> InboundRecord:
+    """Route one recorded (``RECEIVED``) message once; a rejected one goes to the manual queue."""
+    inbound_id = record.inbound_id
     if rejected is not None:
         done = ctx.store.decide(record, None, actor, rejected=rejected, facts={"kind": "unreadable"})
     else:
@@ -301,10 +325,13 @@ def _after_bug(ctx: _Context, inbound_id: str, exc: BaseException, actor: str, c
 
 def _handle(ctx: _Context, inbound_id: str, memo: bytes | None, actor: str, counts: Counter,
             *, record: InboundRecord | None = None) -> InboundRecord | None:
-    """Record, route and mail one message; its own trouble never escapes (infrastructure does)."""
+    """Record (a pulled one), route (a ``RECEIVED`` one) and mail one message; its own trouble
+    never escapes (infrastructure does)."""
     try:
         if record is None:
             record = _record_and_route(ctx, inbound_id, memo, actor, counts)
+        elif record.state == RECEIVED:  # stored by the PostModtag endpoint
+            record, memo = _route_stored(ctx, record, actor, counts)
         _mail(ctx, record, actor, counts, memo=memo)
         return ctx.store.get(inbound_id)
     except Exception as exc:  # noqa: BLE001
@@ -328,30 +355,34 @@ def _handle(ctx: _Context, inbound_id: str, memo: bytes | None, actor: str, coun
 def process_inbound(actor: str, *, batch_size: int = BATCH_SIZE, max_batches: int = MAX_BATCHES,
                     client=None, transport=None, ledger: Ledger | None = None,  # noqa: ANN001
                     hierarchy=None, today: dt.date | None = None) -> dict:  # noqa: ANN001
-    """One pass: mail what an earlier pass left unsent, then pull until empty (bounded).
+    """One pass: mail what an earlier pass left unsent, then route and mail what the PostModtag
+    endpoint stored (``RECEIVED``, oldest first, at most ``batch_size * max_batches``).
 
-    A message is acknowledged only when it is handled: mailed or in the manual queue. Its own
-    trouble puts it in the manual queue and the pass goes on; infrastructure trouble
-    (:func:`is_infrastructure`) stops the pass at once and is raised (the task fails and is
-    retried), acknowledging nothing more. An acknowledgement the service refuses (not
-    unavailable) does not stop the others; the first such error is raised at the end.
+    ``client`` (a :class:`docpost.channels.inbound.InboundClient`): also pull the simulator's
+    ``/sim/inbound`` feed (the test bench's older pull path, kept for its tests), acknowledging a
+    message only when it is handled: mailed or in the manual queue.
 
-    Returns counts (``received``, ``redelivered``, ``routed``, ``manual``, ``manual:<reason>``,
-    ``mailed``, ``mail_refused``, ``compose_failed``, ``failed``, ``acked``, ``unacked``, ...):
-    small enough for XCom.
+    A message's own trouble puts it in the manual queue and the pass goes on; infrastructure
+    trouble (:func:`is_infrastructure`) stops the pass at once and is raised (the task fails and
+    is retried), making nothing more final. An acknowledgement the feed refuses (not unavailable)
+    does not stop the others; the first such error is raised at the end.
+
+    Returns counts (``stored`` (taken from the store), ``routed``, ``manual``,
+    ``manual:<reason>``, ``mailed``, ``mail_refused``, ``compose_failed``, ``failed``; with a
+    client ``pulled``, ``received``, ``redelivered``, ``acked``, ``unacked``, ...): small enough
+    for XCom.
     """
-    from docpost.channels.inbound import InboundClient
-
     ctx = _Context(ledger, hierarchy, transport, today)
-    own_client = client is None
     counts: Counter = Counter()
     ack_error: Exception | None = None
     try:
-        client = client or InboundClient.from_settings()
         for record in ctx.store.unmailed(limit=batch_size * max_batches):
             _handle(ctx, record.inbound_id, None, actor, counts, record=record)
+        for record in ctx.store.records(states=(RECEIVED,), limit=batch_size * max_batches):
+            counts["stored"] += 1
+            _handle(ctx, record.inbound_id, None, actor, counts, record=record)
         seen: set[str] = set()
-        for _ in range(max_batches):
+        for _ in range(max_batches if client is not None else 0):
             items = client.pull(batch_size)
             fresh = [i for i in items if i.id not in seen]
             if not fresh:
@@ -379,10 +410,10 @@ def process_inbound(actor: str, *, batch_size: int = BATCH_SIZE, max_batches: in
         raise
     finally:
         ctx.close()
-        if own_client and client is not None:
-            client.close()
     result = dict(counts)
-    result.setdefault("pulled", 0)
+    result.setdefault("stored", 0)
+    if client is not None:
+        result.setdefault("pulled", 0)
     log.info("reply routing pass: %s", result)
     if ack_error is not None:
         raise ack_error

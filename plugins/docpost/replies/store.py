@@ -25,6 +25,7 @@ from docpost.replies.routing import Decision, Routing
 from docpost.replies.schema import decisions, inbound, mails
 
 RECEIVED, ROUTED, MANUAL, MAILED = "RECEIVED", "ROUTED", "MANUAL", "MAILED"
+REFUSED = "REFUSED"  # refused at the PostModtag endpoint (unreadable or hostile): kept for the record only
 SENDING, SENT = "sending", "sent"
 
 
@@ -139,6 +140,37 @@ class ReplyStore:
             # RETURNING: a row only when this insert made it (rowcount is -1 under psycopg here)
             created = conn.execute(self._insert(inbound).values(**row).returning(inbound.c.id)).first() is not None
         return self.get(inbound_id), created
+
+    def seal(self, memo: bytes) -> bytes:
+        """``memo`` encrypted as the store keeps it (the copy under S3 ``inbound/`` too)."""
+        return self._cipher().encrypt(memo)
+
+    def unseal(self, blob: bytes) -> bytes:
+        return self._cipher().decrypt(bytes(blob))
+
+    def find(self, inbound_id: str) -> InboundRecord | None:
+        """The record of ``inbound_id``, or None."""
+        try:
+            return self.get(inbound_id)
+        except UnknownInbound:
+            return None
+
+    def refuse(self, inbound_id: str, memo: bytes, code: str, text: str, actor: str) -> tuple[InboundRecord, bool]:
+        """Record once that a message was refused on receipt (``REFUSED``; its content is not kept,
+        only its digest and size, the reason and one decision). Returns (record, newly recorded)."""
+        now = _now()
+        row = {"inbound_id": inbound_id, "state": REFUSED, "kind": "unreadable", "payload": None,
+               "payload_sha256": hashlib.sha256(memo).hexdigest(), "size": len(memo),
+               "rule": "postmodtag", "reason_code": code[:64], "reason_text": scrub(text)[:2000],
+               "received_at": now, "updated_at": now}
+        with self._write() as conn:
+            made = conn.execute(self._insert(inbound).values(**row).returning(inbound.c.id)).first()
+            if made is not None:
+                conn.execute(decisions.insert(), [{"inbound_row_id": made[0], "at": now, "actor": actor[:200],
+                                                   "rule": "postmodtag", "outcome": "refused",
+                                                   "reason_code": code[:64], "emne_id": None, "mailbox": None,
+                                                   "detail": scrub(text)}])
+        return self.get(inbound_id), made is not None
 
     def payload(self, record: InboundRecord) -> bytes | None:
         """The decrypted MeMo of a stored message (None if it was not kept)."""
@@ -304,4 +336,4 @@ class ReplyStore:
 
 
 __all__ = ["InboundRecord", "DecisionRecord", "MailRecord", "ReplyStore", "RECEIVED", "ROUTED",
-           "MANUAL", "MAILED", "SENDING", "SENT"]
+           "MANUAL", "MAILED", "REFUSED", "SENDING", "SENT"]

@@ -47,6 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--receipt-delay", type=float, default=0.2, help="seconds until a receipt")
     p.add_argument("--receipt-envelope", action="store_true",
                    help="publish receipts in Beskedfordeler envelopes")
+    p.add_argument("--amqp-url", default=None,
+                   help="also publish receipts as Beskedfordeler envelopes to this AMQP broker "
+                        "(amqp://guest:guest@127.0.0.1:5672/%%2F)")
+    p.add_argument("--amqp-queue", default="docpost.receipts", help="the queue receipts are published to")
+    p.add_argument("--postmodtag-url", default=None,
+                   help="push citizens' messages to this PostModtag endpoint, as the Postkomponent does")
+    p.add_argument("--postmodtag-cert", default=None, help="client certificate (PEM) for the endpoint's mutual TLS")
+    p.add_argument("--postmodtag-key", default=None, help="its private key (PEM)")
+    p.add_argument("--postmodtag-ca", default=None, help="CA that signed the endpoint's server certificate")
     p.add_argument("--access-lifetime", type=float, default=3600.0,
                    help="access token lifetime in seconds")
     p.add_argument("--saml-lifetime", type=float, default=8 * 3600.0,
@@ -81,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(state, args.register, faults, ca=client_ca, config=SimulatorConfig(
         default_recipient=args.default_recipient, receipt_delay=args.receipt_delay,
         receipt_envelope=args.receipt_envelope, access_lifetime=args.access_lifetime,
-        saml_lifetime=args.saml_lifetime, sender_cvr=config.settings().sender_cvr))
+        saml_lifetime=args.saml_lifetime, sender_cvr=config.settings().sender_cvr,
+        amqp_url=args.amqp_url, amqp_queue=args.amqp_queue, postmodtag_url=args.postmodtag_url,
+        postmodtag_cert=args.postmodtag_cert, postmodtag_key=args.postmodtag_key, postmodtag_ca=args.postmodtag_ca))
     serve(app, host=args.host, port=args.port, tls_cert=tls_cert, tls_key=tls_key,
           client_ca=client_ca, announce=lambda url: print(READY_PREFIX + url, flush=True))
     return 0

@@ -95,6 +95,16 @@ class SimulatorConfig:
     saml_lifetime: float = 8 * 3600.0
     access_lifetime: float = 3600.0
     sender_cvr: str = "29189846"
+    # the Beskedfordeler's side: receipts published as PostStatusBeskedModtag envelopes to this
+    # AMQP broker and queue (None: only the /sim/receipts feed)
+    amqp_url: str | None = None
+    amqp_queue: str = "docpost.receipts"
+    # the Postkomponent's side: inbound messages pushed to this PostModtag endpoint (None: only
+    # the /sim/inbound pull), with this client certificate and CA when it has mutual TLS
+    postmodtag_url: str | None = None
+    postmodtag_cert: str | None = None
+    postmodtag_key: str | None = None
+    postmodtag_ca: str | None = None
 
 
 @dataclass
@@ -174,6 +184,21 @@ class Simulator:
         self.set_faults(faults)
         self._saml: dict[str, tuple[str, float]] = {}  # assertion -> (entity, expires, monotonic)
         self._access: dict[str, tuple[str, float]] = {}  # token -> (entity, expires)
+        self.publisher = None  # the Beskedfordeler's side (simulator.amqp), with config.amqp_url
+        self.inbound_pusher = None  # the Postkomponent's side (simulator.inbound.mount sets it)
+        if config.amqp_url:
+            from docpost_testbench.simulator.amqp import ReceiptPublisher
+
+            self.publisher = ReceiptPublisher(state_dir, config.amqp_url, config.amqp_queue,
+                                              config.sender_cvr).start()
+
+    def close(self) -> None:
+        """Stop the AMQP publisher and the PostModtag pusher (if any) and close the store."""
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self.inbound_pusher is not None:
+            self.inbound_pusher.stop()
+        self.store.close()
 
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
@@ -360,6 +385,8 @@ class Simulator:
             "deliveries": self.store.delivery_counts(),
             "transactions": self.store.transaction_counts(),
             "receipts": self.store.receipt_counts(),
+            **({"amqp": {"queue": self.config.amqp_queue, "published_cursor": self.store.amqp_cursor()}}
+               if self.config.amqp_url else {}),
             "tls": self.tls,
         }
 

@@ -19,7 +19,18 @@ deterministic:
 which no generator should make. Injecting an id twice keeps the first.
 ``GET /sim/inbound/status?kind_prefix=...`` lists id, kind, pulls and acked of each message.
 
-The receiver pulls like a receiving system does: ``GET /sim/inbound?limit=N`` lists pending
+The Postkomponent's side (SF1606 "Modtag post"): with ``SimulatorConfig.postmodtag_url`` set
+(or ``POST /sim/inbound/push {"url": ..., "cert": ..., "key": ..., "ca": ...}``), a background
+thread PUSHES every queued message, oldest first, to that PostModtag endpoint in the wire format
+of :mod:`docpost.postmodtag.wire`, as the real one calls the case system: a connection error, a
+timeout or a 5xx is retried with exponential backoff (capped; ``Retry-After`` honoured up to the
+cap) until the endpoint answers; the answer (``accepted``, or ``refused`` with its reason code)
+is recorded, and the message counts as acknowledged. ``GET /sim/inbound/status`` shows each
+message's ``push`` (result, reason code, attempts), ``GET /sim/inbound/push`` the pusher's
+state. With mutual TLS the pusher presents the client certificate given as ``cert``/``key``
+(``SimulatorConfig.postmodtag_cert``/``postmodtag_key``/``postmodtag_ca``) and trusts ``ca``.
+
+Without a PostModtag URL the older pull feed serves: ``GET /sim/inbound?limit=N`` lists pending
 messages (oldest first, MeMo base64), ``POST /sim/inbound/{id}/ack`` acknowledges one after
 processing. An unacknowledged message is delivered again on every pull, so nothing is lost when
 the receiver dies halfway.
@@ -72,6 +83,17 @@ CREATE TABLE IF NOT EXISTS inbound_messages (
     acked_at REAL
 );
 CREATE INDEX IF NOT EXISTS inbound_pending ON inbound_messages (acked_at, seq);
+CREATE TABLE IF NOT EXISTS inbound_push (
+    id TEXT PRIMARY KEY,        -- inbound_messages.id
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result TEXT,                -- accepted | refused | failed (NULL: not answered yet)
+    status INTEGER,
+    reason_code TEXT,
+    reason_text TEXT,
+    message_uuid TEXT,
+    last_error TEXT,
+    answered_at REAL
+);
 """
 
 PDF_ATTACHMENT = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
@@ -389,22 +411,218 @@ def ack(db: sqlite3.Connection, inbound_id: str) -> bool | None:
 
 
 def status(db: sqlite3.Connection, kind_prefix: str = "") -> list[dict]:
-    """Every inbound message (no MeMo): id, kind, pulls, acked; optionally of kinds with a prefix."""
-    rows = db.execute("SELECT id, kind, pulls, acked_at FROM inbound_messages WHERE substr(kind, 1, ?) = ?"
-                      " ORDER BY seq", (len(kind_prefix), kind_prefix)).fetchall()
-    return [{"id": i, "kind": k, "pulls": p, "acked": a is not None} for i, k, p, a in rows]
+    """Every inbound message (no MeMo): id, kind, pulls, acked and its push (None if never
+    pushed: result, status, reason_code, reason_text, message_uuid, attempts, last_error);
+    optionally of kinds with a prefix."""
+    rows = db.execute(
+        "SELECT m.id, m.kind, m.pulls, m.acked_at, p.attempts, p.result, p.status, p.reason_code,"
+        " p.reason_text, p.message_uuid, p.last_error FROM inbound_messages m LEFT JOIN inbound_push p"
+        " ON p.id = m.id WHERE substr(m.kind, 1, ?) = ? ORDER BY m.seq",
+        (len(kind_prefix), kind_prefix)).fetchall()
+    out = []
+    for i, k, p, a, attempts, result, st, code, text, muuid, err in rows:
+        push = None if attempts is None else {
+            "result": result, "status": st, "reason_code": code, "reason_text": text,
+            "message_uuid": muuid, "attempts": attempts, "last_error": err}
+        out.append({"id": i, "kind": k, "pulls": p, "acked": a is not None, "push": push})
+    return out
+
+
+# ------------------------------------------------------------------ pushing (the Postkomponent)
+
+
+class Pusher:
+    """Pushes queued inbound messages to a PostModtag endpoint from a thread of its own.
+
+    It works on a SQLite connection of its own to the simulator's file (WAL), so the event loop's
+    connection is never shared. It stops when :meth:`stop` is called or the simulator's store is
+    closed.
+    """
+
+    def __init__(self, sim, *, min_backoff: float = 0.1, max_backoff: float = 2.0,  # noqa: ANN001
+                 timeout: float = 30.0) -> None:
+        import threading
+
+        self.sim = sim
+        self.min_backoff, self.max_backoff, self.timeout = min_backoff, max_backoff, timeout
+        self.url: str | None = None
+        self.cert: tuple[str, str] | None = None
+        self.ca: str | None = None
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = None
+        self._lock = threading.Lock()
+        self.state = {"pushes": 0, "retries": 0, "accepted": 0, "refused": 0, "failed": 0, "last_error": None}
+
+    def configure(self, url: str | None, cert: tuple[str, str] | None = None, ca: str | None = None) -> None:
+        """Push to ``url`` (None: stop pushing), with this client certificate and CA."""
+        with self._lock:
+            self.url = url.rstrip("/") if url else None
+            self.cert = (str(cert[0]), str(cert[1])) if cert else None
+            self.ca = str(ca) if ca else None
+            self._drop_client()
+            if self.url and (self._thread is None or not self._thread.is_alive()):
+                import threading
+
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, daemon=True, name="sim-postmodtag-push")
+                self._thread.start()
+        self.wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def describe(self) -> dict:
+        return {"url": self.url, "tls_client_cert": self.cert is not None,
+                "running": bool(self._thread and self._thread.is_alive()), **self.state}
+
+    # -- the worker ----------------------------------------------------------------------
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _http(self):  # noqa: ANN202
+        import httpx
+
+        if self._client is None:
+            verify = True
+            if self.url and self.url.startswith("https"):
+                from docpost.channels.sf1601 import tls_context
+
+                verify = tls_context(self.cert, self.ca)
+            self._client = httpx.Client(verify=verify, timeout=self.timeout)
+        return self._client
+
+    def _alive(self) -> bool:
+        try:
+            self.sim.store.db.execute("SELECT 1")
+            return not self._stop.is_set()
+        except sqlite3.ProgrammingError:  # the simulator was stopped: its store is closed
+            return False
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.sim.store.path, isolation_level=None, timeout=30)
+        db.execute("PRAGMA busy_timeout=30000")
+        backoff = self.min_backoff
+        try:
+            while self._alive():
+                with self._lock:
+                    url = self.url
+                if not url:
+                    self.wake.wait(0.5)
+                    self.wake.clear()
+                    continue
+                row = db.execute(
+                    "SELECT m.id, m.memo FROM inbound_messages m LEFT JOIN inbound_push p ON p.id = m.id"
+                    " WHERE p.result IS NULL AND m.acked_at IS NULL ORDER BY m.seq LIMIT 1").fetchone()
+                if row is None:
+                    self.wake.wait(0.2)
+                    self.wake.clear()
+                    continue
+                wait = self._push(db, url, row[0], bytes(row[1]))
+                if wait is None:
+                    backoff = self.min_backoff
+                    continue
+                self.state["retries"] += 1
+                self._stop.wait(min(max(wait, backoff), self.max_backoff))
+                backoff = min(backoff * 2, self.max_backoff)
+        finally:
+            db.close()
+            with self._lock:
+                self._drop_client()
+
+    def _push(self, db: sqlite3.Connection, url: str, inbound_id: str, memo: bytes) -> float | None:
+        """Push one message; None when it was answered for good, else how long to wait."""
+        import httpx
+
+        from docpost.postmodtag import wire
+
+        db.execute("INSERT OR IGNORE INTO inbound_push (id) VALUES (?)", (inbound_id,))
+        db.execute("UPDATE inbound_push SET attempts = attempts + 1 WHERE id = ?", (inbound_id,))
+        self.state["pushes"] += 1
+        headers, body = wire.request(memo, transaction=f"sim-{uuid.uuid4()}")
+        try:
+            with self._lock:
+                client = self._http()
+            response = client.post(url + wire.PATH, content=body, headers=headers)
+        except httpx.HTTPError as exc:  # connection refused or reset, TLS refused, timeout
+            error = f"{type(exc).__name__}"
+            db.execute("UPDATE inbound_push SET last_error = ? WHERE id = ?", (error, inbound_id))
+            self.state["last_error"] = error
+            with self._lock:
+                self._drop_client()
+            return self.min_backoff
+        try:
+            answer = wire.decode_answer(response.status_code, response.content)
+        except wire.WireError as exc:
+            self._record(db, inbound_id, "failed", response.status_code, exc.code, str(exc), None)
+            return None
+        if answer.retry:
+            error = f"HTTP {response.status_code} {answer.reason_code}"
+            db.execute("UPDATE inbound_push SET last_error = ? WHERE id = ?", (error, inbound_id))
+            self.state["last_error"] = error
+            try:
+                return float(response.headers.get("retry-after") or 0)
+            except ValueError:
+                return 0.0
+        self._record(db, inbound_id, answer.result, response.status_code, answer.reason_code,
+                     answer.reason_text, answer.message_uuid)
+        return None
+
+    def _record(self, db: sqlite3.Connection, inbound_id: str, result: str, status_code: int,
+                code: str | None, text: str | None, message_uuid: str | None) -> None:
+        now = time.time()
+        db.execute("UPDATE inbound_push SET result = ?, status = ?, reason_code = ?, reason_text = ?,"
+                   " message_uuid = ?, answered_at = ? WHERE id = ?",
+                   (result, status_code, code, (text or "")[:500] or None, message_uuid, now, inbound_id))
+        db.execute("UPDATE inbound_messages SET acked_at = ? WHERE id = ? AND acked_at IS NULL", (now, inbound_id))
+        self.state[result] = self.state.get(result, 0) + 1
 
 
 def counts(db: sqlite3.Connection) -> dict:
     total, acked, pulls = db.execute(
         "SELECT COUNT(*), COUNT(acked_at), COALESCE(SUM(pulls), 0) FROM inbound_messages").fetchone()
-    return {"total": total, "acked": acked, "pending": total - acked, "pulls": pulls}
+    pushed = dict(db.execute("SELECT COALESCE(result, 'unanswered'), COUNT(*) FROM inbound_push"
+                             " GROUP BY 1").fetchall())
+    return {"total": total, "acked": acked, "pending": total - acked, "pulls": pulls, "pushed": pushed}
 
 
 def mount(app: FastAPI, sim) -> None:  # noqa: ANN001 - the app's Simulator
     """Add the ``/sim/inbound`` endpoints to the simulator app."""
     db = sim.store.db
     ensure_schema(db)
+    pusher = Pusher(sim)
+    sim.inbound_pusher = pusher  # the test bench may stop or reconfigure it
+    config = sim.config
+    if config.postmodtag_url:
+        cert, key = config.postmodtag_cert, config.postmodtag_key
+        pusher.configure(config.postmodtag_url, (cert, key) if cert and key else None, config.postmodtag_ca)
+
+    @app.get("/sim/inbound/push")
+    async def inbound_push_state() -> dict:
+        return pusher.describe()
+
+    @app.post("/sim/inbound/push")
+    async def inbound_push_configure(request: Request) -> Response:
+        import json
+
+        try:
+            payload = json.loads(await request.body() or b"{}")
+            if not isinstance(payload, dict):
+                raise InboundError("body must be a JSON object")
+            url, cert, key, ca = (payload.get(k) for k in ("url", "cert", "key", "ca"))
+            if not all(v is None or isinstance(v, str) for v in (url, cert, key, ca)) or bool(cert) != bool(key):
+                raise InboundError("give url, and cert with key, and ca as strings (or null)")
+        except (InboundError, ValueError) as exc:
+            return JSONResponse({"error": "inbound.invalid-request", "message": str(exc)}, 400)
+        pusher.configure(url, (cert, key) if cert else None, ca)
+        return JSONResponse(pusher.describe())
 
     @app.post("/sim/inbound/generate")
     async def inbound_generate(request: Request) -> Response:
@@ -418,6 +636,7 @@ def mount(app: FastAPI, sim) -> None:  # noqa: ANN001 - the app's Simulator
         except (InboundError, ValueError, TypeError) as exc:
             return JSONResponse({"error": getattr(exc, "code", "inbound.invalid-request"),
                                  "message": str(exc)}, 400)
+        pusher.wake.set()
         return JSONResponse(result)
 
     @app.post("/sim/inbound/inject")
@@ -432,6 +651,7 @@ def mount(app: FastAPI, sim) -> None:  # noqa: ANN001 - the app's Simulator
         except (InboundError, ValueError, TypeError) as exc:
             return JSONResponse({"error": getattr(exc, "code", "inbound.invalid-request"),
                                  "message": str(exc)}, 400)
+        pusher.wake.set()
         return JSONResponse(result)
 
     @app.get("/sim/inbound")

@@ -183,7 +183,7 @@ def _start_thread(state_dir, register_path, faults, tls_cert, tls_key, ca, host,
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        app.state.simulator.store.close()
+        app.state.simulator.close()  # the AMQP publisher too
 
     return SimulatorHandle(_url(host, sock.getsockname()[1], bool(tls_cert)), stop, app=app)
 

@@ -4,7 +4,8 @@ Transactions (for deduplication by ``x-TransaktionsId``), delivered letters (the
 the delivery counts), pending receipts and the published receipt feed. A restarted simulator
 opens the same file and still deduplicates and still serves every receipt.
 
-All calls come from the server's event loop thread, one at a time.
+All calls come from the server's event loop thread, one at a time; the AMQP publisher
+(``simulator.amqp``) opens a Store of its own in its thread (SQLite serialises the writers).
 """
 
 from __future__ import annotations
@@ -173,6 +174,15 @@ class Store:
         pending = self.db.execute("SELECT COUNT(*) FROM pending_receipts").fetchone()[0]
         published = self.db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
         return {"pending": pending, "published": published, "acked_cursor": self.acked_cursor()}
+
+    def amqp_cursor(self) -> int:
+        """The last feed cursor published to the AMQP queue (the simulator as Beskedfordeler)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'amqp_cursor'").fetchone()
+        return int(row[0]) if row else 0
+
+    def set_amqp_cursor(self, cursor: int) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES ('amqp_cursor', ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(cursor),))
 
     def acked_cursor(self) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'acked_cursor'").fetchone()
