@@ -56,6 +56,7 @@ class DemoStack:
     moto: object
     simulator: object
     mailsink: object = None
+    endpoint: object = None  # the PostModtag endpoint (docpost_testbench.endpoint.Endpoint)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -109,6 +110,59 @@ class RunOutcome:
         return self.state == "success"
 
 
+#: The local AMQP broker standing in for the Beskedfordeler (RabbitMQ runs there on these machines).
+LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def _amqp_queue(url: str) -> str | None:
+    """A queue of this demo's own on the broker at ``url``, or None when no broker answers there."""
+    import uuid
+
+    import pika
+
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url + "?connection_attempts=1&socket_timeout=2"))
+    except Exception:  # noqa: BLE001 - no broker: the demo takes receipts from the simulator's feed
+        return None
+    connection.close()
+    return f"docpost.demo.{uuid.uuid4().hex[:8]}"
+
+
+def receipts_line(parts: DemoStack) -> str | None:
+    """How the receipts came: published by the simulator to the demo's AMQP queue, and what is left
+    in it after docpost_receipts drained it (None without a broker)."""
+    import pika
+
+    queue = parts.env.get("DOCPOST_AMQP_QUEUE")
+    if not queue:
+        return None
+    published = parts.simulator.get("/sim/stats").get("amqp", {}).get("published_cursor", 0)
+    connection = pika.BlockingConnection(pika.URLParameters(LOCAL_AMQP_URL + "?connection_attempts=1&socket_timeout=2"))
+    try:
+        left = connection.channel().queue_declare(queue, passive=True).method.message_count
+        try:  # declared by the consumer on its first drain
+            quarantined = connection.channel().queue_declare(f"{queue}.quarantine", passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker:
+            quarantined = 0
+    finally:
+        connection.close()
+    return (f"receipts            {published} Beskedfordeler envelopes published to {queue}; "
+            f"docpost_receipts drained it ({left} left, {quarantined} quarantined)")
+
+
+def _delete_queues(url: str, queue: str) -> None:
+    """Remove the demo's receipt queue and its quarantine queue from the broker."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url + "?connection_attempts=1&socket_timeout=2"))
+    try:
+        channel = connection.channel()
+        for name in (queue, f"{queue}.quarantine"):
+            channel.queue_delete(name)
+    finally:
+        connection.close()
+
+
 def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: float,
           say: Callable[[str], None], dag_s3_endpoint_url: str | None = None) -> DemoStack:
     """Start moto, the simulator and a prepared Airflow home; generate the night into S3.
@@ -141,12 +195,20 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
         pki = create_test_pki(home / "pki")
         register = home / "recipients.json"
         register.write_bytes(store.get_bytes("recipients.json"))
+        queue = _amqp_queue(LOCAL_AMQP_URL)
+        amqp = {"amqp_url": LOCAL_AMQP_URL, "amqp_queue": queue} if queue else {}
+        if queue:
+            parts.stoppers.append(lambda: _delete_queues(LOCAL_AMQP_URL, queue))
         sim = start_simulator(home / "simulator", register, {}, tls_cert=pki.server_cert, tls_key=pki.server_key,
                               client_ca=pki.ca_cert, client_cert=(pki.client_cert, pki.client_key),
-                              subprocess_mode=True)
+                              subprocess_mode=True, config=amqp)
         parts.simulator = sim
         parts.stoppers.append(sim.stop)
         say(f"SF1601 simulator    {sim.url} (mutual TLS)")
+        if queue:
+            say(f"Beskedfordeler      receipts published to AMQP queue {queue} on 127.0.0.1:5672")
+        else:
+            say("Beskedfordeler      no AMQP broker on 127.0.0.1:5672: receipts come from the simulator's feed")
         from docpost_testbench.mailsink import start_mailsink
 
         parts.mailsink = start_mailsink(home / "mailboxes")
@@ -164,6 +226,16 @@ def start(home: Path, *, count: int, night: dt.date, seed: int, broken_share: fl
             "DOCPOST_SMTP_HOST": parts.mailsink.host,
             "DOCPOST_SMTP_PORT": str(parts.mailsink.port),
         })
+        if queue:
+            env.update({"DOCPOST_AMQP_URL": LOCAL_AMQP_URL, "DOCPOST_AMQP_QUEUE": queue})
+        from docpost_testbench.endpoint import Endpoint
+
+        parts.endpoint = Endpoint({"DOCPOST_DB_URL": env["DOCPOST_DB_URL"]}, pki)
+        parts.stoppers.append(parts.endpoint.stop)
+        parts.endpoint.start()
+        with sim.http() as client:  # the Postkomponent's side: push citizens' messages there
+            client.post("/sim/inbound/push", json=parts.endpoint.push_settings()).raise_for_status()
+        say(f"PostModtag endpoint {parts.endpoint.url} (mutual TLS; the simulator pushes citizens' messages)")
         (home / "docpost").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stack.metadata_db_template(), airflow_home / "airflow.db")
         _airflow(env, "pools", "set", POOL, str(POOL_SLOTS), "Bounds concurrent SF1601 delivery",
@@ -247,13 +319,17 @@ def refresh_summary(parts: DemoStack, night: dt.date) -> str:
         return pipeline.store().get_bytes(f"reports/{night.isoformat()}/summary.txt").decode()
 
 
-def answer_letters(parts: DemoStack, seed: int) -> int:
-    """The simulated citizens answer delivered letters (and write new messages); how many."""
+def answer_letters(parts: DemoStack, seed: int, timeout: float = 60.0) -> dict:
+    """The simulated citizens answer delivered letters (and write new messages), and the
+    Postkomponent pushes them to the PostModtag endpoint; the push outcomes (accepted, refused)."""
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     with parts.simulator.http() as client:
         response = client.post("/sim/inbound/generate", json={"seed": seed, "counts": INBOUND, "created": created})
         response.raise_for_status()
-        return len(response.json()["generated"])
+        deadline = time.monotonic() + timeout
+        while (stats := client.get("/sim/inbound/stats").json())["pending"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return stats["pushed"]
 
 
 def replies_summary(parts: DemoStack) -> list[str]:
@@ -322,9 +398,14 @@ def _run(*, count: int, night: dt.date | None, seed: int, broken_share: float, h
         if not outcome.ok:
             report_failure(parts, outcome, say)
             return 1
+        line = receipts_line(parts)
+        if line:
+            say(line)
         say("")
         say(refresh_summary(parts, night))
-        say(f"citizens answer     {answer_letters(parts, seed)} inbound messages; running {REPLIES}")
+        pushed = answer_letters(parts, seed)
+        say(f"citizens answer     {sum(pushed.values())} messages pushed to the PostModtag endpoint "
+            f"({', '.join(f'{n} {result}' for result, n in sorted(pushed.items()))}); running {REPLIES}")
         outcome = run_dag(parts, REPLIES, night)
         if not outcome.ok:
             report_failure(parts, outcome, say)

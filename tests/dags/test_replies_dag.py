@@ -1,8 +1,9 @@
 """docpost_replies through Airflow's own ``dag.test()`` (``airflow dags test``), with the mail
 server taken from Airflow's ``smtp_default`` connection (the SMTP seam under Airflow).
 
-Real parts: moto S3, PostgreSQL (the ledger), the SF1601 simulator over mutual TLS, the loopback
-SMTP sink, and Airflow in a temporary home (child process).
+Real parts: moto S3, PostgreSQL (the ledger), the SF1601 simulator over mutual TLS (it pushes the
+citizens' messages to the PostModtag endpoint, a child process, as the Postkomponent does), the
+loopback SMTP sink, and Airflow in a temporary home (child process).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from docpost_testbench import stack
+from docpost_testbench.endpoint import Endpoint
 from pg_support import fresh_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
@@ -53,6 +56,7 @@ def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
                           client_ca=pki.ca_cert, client_cert=(pki.client_cert, pki.client_key),
                           config={"receipt_delay": 0})
     mails = start_mailsink(tmp_path / "mail")
+    endpoint = Endpoint({"DOCPOST_DB_URL": pg_url}, pki)
     try:
         sf1601 = {"DOCPOST_SF1601_URL": sim.url, "DOCPOST_SF1601_CERT": str(pki.client_cert),
                   "DOCPOST_SF1601_KEY": str(pki.client_key), "DOCPOST_SF1601_CA": str(pki.ca_cert)}
@@ -68,6 +72,13 @@ def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
                 "seed": 2, "counts": {"reply": 4, "new": 2, "unknown_contact_point": 1}}).json()
         items = answer["generated"]
         assert len(items) == 7, answer
+        endpoint.start()  # the simulator pushes them to the PostModtag endpoint, which stores them
+        with sim.http() as client:
+            client.post("/sim/inbound/push", json=endpoint.push_settings()).raise_for_status()
+        deadline = time.monotonic() + 60
+        while sim.get("/sim/inbound/stats")["pending"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sim.get("/sim/inbound/stats")["pending"] == 0
 
         env = stack.airflow_env(tmp_path / "airflow", s3_endpoint_url=s3_endpoint, bucket=s3_bucket)
         env.update({"DOCPOST_DB_URL": pg_url, **sf1601})
@@ -82,15 +93,17 @@ def test_replies_dag_routes_and_mails_through_the_airflow_smtp_connection(
 
         got = mails.messages()
         routable = [i for i in items if i["kind"] in ("reply", "new")]
-        assert Counter(str(m.message["X-Docpost-Inbound-Id"]) for m in got) == Counter(i["id"] for i in routable)
+        # the endpoint stores each message under its messageUUID, and the mail names it
+        assert Counter(str(m.message["X-Docpost-Inbound-Id"]) for m in got) == Counter(i["message_uuid"] for i in routable)
         assert {m.mail_from for m in got} == {"svar@soeby.dk"}  # the connection's from_email
         from docpost.hierarchy import load_hierarchy
 
         h = load_hierarchy()
-        for item, mail in ((i, m) for i in routable for m in got if m.message["X-Docpost-Inbound-Id"] == i["id"]):
+        for item, mail in ((i, m) for i in routable for m in got if m.message["X-Docpost-Inbound-Id"] == i["message_uuid"]):
             cp = item["contact_point_id"] if item["kind"] == "reply" else h.emne(item["emne_id"]).contact_point_id
             assert mail.rcpt_tos == (mail_address(h.by_contact_point(cp).mailbox),)
         assert sim.get("/sim/inbound/stats")["pending"] == 0
     finally:
+        endpoint.stop()
         mails.stop()
         sim.stop()

@@ -1,21 +1,19 @@
 """The PostModtag endpoint (SF1606) under the simulator's push, end to end: moto S3, PostgreSQL,
-mutual TLS, the endpoint as a ``docpost postmodtag serve`` subprocess (SIGKILLed mid-stream and
+mutual TLS, the endpoint as a ``docpost postmodtag serve`` subprocess (docpost_testbench.endpoint) (SIGKILLed mid-stream and
 restarted), then the replies DAG's library call routing what was stored to a loopback SMTP sink."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 
 import pytest
 from pg_support import fresh_schema
+
+from docpost_testbench.endpoint import Endpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -88,52 +86,6 @@ def delivered(tmp_path_factory, s3_endpoint, pg_url, pki):
         pusher.stop()
     sim.stop()
     mp.undo()
-
-
-class Endpoint:
-    """``docpost postmodtag serve`` as a subprocess on a fixed port (a restart keeps the URL)."""
-
-    def __init__(self, env: dict, pki, port: int) -> None:  # noqa: ANN001
-        self.env, self.pki, self.port = env, pki, port
-        self.proc: subprocess.Popen | None = None
-        self.url = f"https://127.0.0.1:{port}"
-
-    def start(self) -> Endpoint:
-        cmd = [sys.executable, "-m", "docpost.cli", "postmodtag", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--cert", str(self.pki.server_cert), "--key", str(self.pki.server_key),
-               "--client-ca", str(self.pki.ca_cert)]
-        self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the endpoint did not start (exit {self.proc.poll()})")
-            if line.startswith("docpost postmodtag listening on "):
-                assert line.split()[-1] == self.url
-                return self
-        raise RuntimeError("the endpoint did not start in time")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def http(self, cert: bool = True):  # noqa: ANN201
-        import httpx
-
-        from docpost.channels.sf1601 import tls_context
-
-        return httpx.Client(base_url=self.url, timeout=30, verify=tls_context(
-            (str(self.pki.client_cert), str(self.pki.client_key)) if cert else None, str(self.pki.ca_cert)))
 
 
 @pytest.fixture()

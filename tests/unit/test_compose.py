@@ -57,6 +57,18 @@ def test_resolved_services_are_wired_to_minio_postgres_and_the_simulator():
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert services["airflow-apiserver"]["ports"] == [{"published": 8080, "target": 8080}]
     assert services["sf1601-simulator"]["command"][:2] == ["docpost", "simulator"]
+    # What comes back: RabbitMQ stands in for the Beskedfordeler, the PostModtag endpoint is a service,
+    # and the simulator plays the other side of both.
+    assert {"rabbitmq", "postmodtag"} <= set(services)
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["DOCPOST_AMQP_URL"].startswith("amqp://") and env["DOCPOST_AMQP_URL"].endswith("@rabbitmq:5672/BF")
+        assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert services["postmodtag"]["command"][:3] == ["docpost", "postmodtag", "serve"]
+    assert "healthcheck" in services["postmodtag"] and "healthcheck" in services["rabbitmq"]
+    sim = services["sf1601-simulator"]["command"]
+    assert sim[sim.index("--postmodtag-url") + 1] == "http://postmodtag:8606"
+    assert sim[sim.index("--amqp-url") + 1].endswith("@rabbitmq:5672/BF")
     # The bench (the simulator) has its own image; every Airflow component runs the product image.
     assert services["sf1601-simulator"]["build"]["target"] == "testbench"
     assert all("target" not in services[name]["build"] for name in AIRFLOW_SERVICES)
