@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+
+from docpost import serving
 
 READY_PREFIX = "docpost-simulator listening on "
 
@@ -73,48 +74,12 @@ class SimulatorHandle:
         self.stop()
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
-
-
-def _uvicorn_config(app, tls_cert, tls_key, client_ca):  # noqa: ANN001, ANN202
-    import uvicorn
-
-    options: dict = dict(log_level="warning", access_log=False, lifespan="off",
-                         timeout_graceful_shutdown=1, timeout_keep_alive=30)
-    if tls_cert:
-        options.update(ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key))
-        if client_ca:
-            options.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    return uvicorn.Config(app, **options)
-
-
-def _url(host: str, port: int, tls: bool) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"{'https' if tls else 'http'}://{shown}:{port}"
-
-
 def serve(app, *, host: str = "127.0.0.1", port: int = 8601, tls_cert: str | None = None,  # noqa: ANN001
           tls_key: str | None = None, client_ca: str | None = None,
           announce: Callable[[str], None] | None = None) -> None:
     """Serve in the foreground until interrupted; ``announce(url)`` once accepting."""
-    import uvicorn
-
-    sock = _bind(host, port)
-    url = _url(host, sock.getsockname()[1], bool(tls_cert))
-
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets=None):  # noqa: ANN001
-            await super().startup(sockets=sockets)
-            if announce and self.started:
-                announce(url)
-
-    _Server(_uvicorn_config(app, tls_cert, tls_key, client_ca)).run(sockets=[sock])
+    serving.serve(app, serving.bind(host, port), serving.tls_options(tls_cert, tls_key, client_ca),
+                  announce=announce, graceful=1)
 
 
 def start_simulator(
@@ -168,8 +133,8 @@ def _start_thread(state_dir, register_path, faults, tls_cert, tls_key, ca, host,
     from docpost_testbench.simulator.app import SimulatorConfig, create_app
 
     app = create_app(state_dir, register_path, faults, ca=ca, config=SimulatorConfig(**config))
-    sock = _bind(host, port)
-    server = uvicorn.Server(_uvicorn_config(app, tls_cert, tls_key, ca))
+    sock = serving.bind(host, port)
+    server = uvicorn.Server(serving.uvicorn_config(app, serving.tls_options(tls_cert, tls_key, ca), graceful=1))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="sf1601-simulator")
     thread.start()
@@ -185,7 +150,7 @@ def _start_thread(state_dir, register_path, faults, tls_cert, tls_key, ca, host,
         sock.close()
         app.state.simulator.close()  # the AMQP publisher too
 
-    return SimulatorHandle(_url(host, sock.getsockname()[1], bool(tls_cert)), stop, app=app)
+    return SimulatorHandle(serving.url_of(host, sock.getsockname()[1], bool(tls_cert)), stop, app=app)
 
 
 def fault_arguments(faults: dict) -> list[str]:
