@@ -94,6 +94,25 @@ def test_urls_use_psycopg_and_refuse_other_databases():
         normalise_url("not a url")
 
 
+def test_without_a_pseudonym_key_lookups_work_and_recipients_are_refused(monkeypatch, tmp_path):
+    import datetime as dt
+
+    from docpost.errors import ConfigurationError
+    from docpost.ledger import Ledger, Registration
+
+    monkeypatch.delenv("DOCPOST_PSEUDONYM_KEY", raising=False)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.upgrade()
+    assert ledger.get(str(uuid.uuid4())) is None  # a lookup by message UUID needs no key
+    with pytest.raises(ConfigurationError) as refused:  # storing a recipient does
+        ledger.register([Registration("sbsys", "s-1", dt.date(2026, 11, 2), "h" * 64, "inbox/sbsys/2026-11-02/s-1/",
+                                      recipient_id_type="CPR", recipient_identifier="0101901234")], actor="t")
+    assert refused.value.code == "config.missing"
+    assert ledger.message_ids() == []  # nothing was registered
+    with pytest.raises(ConfigurationError):
+        ledger.by_recipient("CPR", "0101901234")
+
+
 def test_resolve_url_prefers_docpost_db_url_then_the_default(monkeypatch, tmp_path):
     monkeypatch.delenv("AIRFLOW_CONN_DOCPOST_LEDGER", raising=False)
     monkeypatch.setenv("DOCPOST_HOME", str(tmp_path))

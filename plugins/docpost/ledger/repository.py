@@ -85,6 +85,7 @@ from docpost.ledger.states import (
 )
 from docpost.model import Channel, IdType, Recipient
 from docpost.privacy import scrub
+from docpost.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +162,16 @@ class Ledger:
     """
 
     def __init__(self, url: str | URL | None = None, *, pseudonym_key: bytes | None = None) -> None:
-        from docpost.config import settings
-
         self.url = normalise_url(url if url is not None else resolve_url())
         self.engine = create_ledger_engine(self.url)
-        self._key = pseudonym_key if pseudonym_key is not None else settings().pseudonym_key
+        self._given_key = pseudonym_key
         self.chunk_size = CHUNK  # ids per statement
+
+    @property
+    def _key(self) -> bytes:
+        """The pseudonym key, asked for only where a recipient is hashed (registering, looking one
+        up): without DOCPOST_PSEUDONYM_KEY those refuse, while a lookup by message UUID works."""
+        return self._given_key if self._given_key is not None else settings().pseudonym_key
 
     @classmethod
     def from_settings(cls, *, airflow: bool | None = None) -> Ledger:
