@@ -3,15 +3,17 @@
 A generated night of good letters (10 % broken on purpose) with the poison corpus mixed in
 (tests/poison/submissions.py: submissions that pass ``docpost validate`` and break a later stage
 or the collection itself), then odd receipts (tests/poison/receipts.py) on the SF1601 feed and
-odd inbound messages (tests/poison/inbound.py) from citizens. Each DAG runs through
+odd inbound messages (tests/poison/inbound.py) from citizens, pushed by the simulator to the
+PostModtag endpoint as the Postkomponent does. Each DAG runs through
 ``airflow dags test`` in its own Airflow home (SQLite metadata) against moto S3 over HTTP, the
 ledger on PostgreSQL, the SF1601 simulator over mutual TLS and the loopback SMTP sink.
 
 Asserted: every DAG run *succeeded* as Airflow's database records it (no chunk or night blocked;
 the exit code of ``airflow dags test`` is not looked at), every good letter SUBMITTED and then
 delivered by its receipt, every poison in its final or waiting state with its code, every odd
-receipt set aside with its code, every odd inbound message mailed safely or queued with its
-code, and no letter text or CPR number in any task log.
+receipt set aside with its code, every odd inbound message refused at the PostModtag endpoint's
+door or stored, then mailed safely or queued with its code, and no letter text or CPR number in
+any task log.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import SimpleNamespace
 import pytest
 
 from docpost_testbench import demo, stack
+from docpost_testbench.endpoint import Endpoint
 from docpost.ledger import Ledger, MessageState
 from docpost.storage import ObjectStore, S3Sink
 from pg_support import fresh_schema
@@ -79,6 +82,7 @@ def test_a_poisoned_night_through_the_dags(tmp_path, s3_bucket, s3_endpoint, pg_
                           tls_key=pki.server_key, client_ca=pki.ca_cert,
                           client_cert=(pki.client_cert, pki.client_key), config={"receipt_delay": 0})
     mails = start_mailsink(tmp_path / "mail")
+    endpoint = Endpoint({"DOCPOST_DB_URL": pg_url}, pki)
     try:
         env = stack.airflow_env(tmp_path / "airflow", s3_endpoint_url=s3_endpoint, bucket=s3_bucket)
         env.update({
@@ -147,19 +151,23 @@ def test_a_poisoned_night_through_the_dags(tmp_path, s3_bucket, s3_endpoint, pg_
             aside[json.loads(store.get_bytes(key))["code"]] += 1
         assert aside == receipts.expected_set_aside(injected.values())
 
-        # -- replies: odd messages from citizens are mailed safely or queued, all acknowledged ------
+        # -- replies: odd messages from citizens are refused, or stored and mailed safely or queued --
+        endpoint.start()
+        with sim.http() as client:
+            client.post("/sim/inbound/push", json=endpoint.push_settings()).raise_for_status()
         sent_in = inbound.inject(sim, large=False)
+        pushed = inbound.wait_pushed(sim, sent_in)
         routed, log = dags_test(env, "docpost_replies", "2026-11-19T11:00:00+01:00", tmp_path)
         assert routed.state == "success" and routed.failed == [], (routed, log[-3000:])
-        problems = inbound.check(sent_in, mails=mails.messages(), ledger=led)
+        problems = inbound.check_pushed(sent_in, pushed, mails=mails.messages(), ledger=led)
         problems += inbound.raw_mail_problems(mails.directory)
         assert problems == []
-        assert set(inbound.acked_ids(sim)) >= set(sent_in) and all(inbound.acked_ids(sim)[i] for i in sent_in)
 
         # -- nothing personal in what Airflow logged ------------------------------------------------
         logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("docpost_*.log"))
         for secret in (inbound.CPR, receipts.CPR, "Bodil Margrethe", "W" * 60, "Præstegårdsvej"):
             assert secret not in logs, secret
     finally:
+        endpoint.stop()
         mails.stop()
         sim.stop()

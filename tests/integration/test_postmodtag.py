@@ -8,12 +8,13 @@ import base64
 import datetime as dt
 import time
 import uuid
-from collections import Counter
 
 import pytest
 from pg_support import fresh_schema
 
 from docpost_testbench.endpoint import Endpoint
+from poison.inbound import push_state as pushed
+from poison.inbound import wait_pushed as wait_answered
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -122,25 +123,6 @@ def generate(sim, counts, seed):  # noqa: ANN001, ANN201
                                json={"seed": seed, "counts": counts, "created": f"{TODAY}T08:00:00Z"})
         response.raise_for_status()
         return response.json()
-
-
-def pushed(sim, ids=None) -> dict:  # noqa: ANN001
-    """{simulator id: push state} of the messages (all, or ``ids``)."""
-    with sim.http() as client:
-        response = client.get("/sim/inbound/status")
-        response.raise_for_status()
-    rows = {m["id"]: m["push"] for m in response.json()["messages"]}
-    return {i: p for i, p in rows.items() if ids is None or i in ids}
-
-
-def wait_answered(sim, ids, timeout=90.0) -> dict:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        state = pushed(sim, ids)
-        if all(p and p["result"] for p in state.values()) and len(state) == len(ids):
-            return state
-        assert time.monotonic() < deadline, Counter((p or {}).get("result") for p in state.values())
-        time.sleep(0.05)
 
 
 def s3_inbound(bucket):  # noqa: ANN001, ANN201
@@ -276,35 +258,16 @@ def ReplyStore_count(led) -> int:  # noqa: ANN001, N802
 
 
 def test_the_hostile_corpus_is_refused_or_stored_and_routed_safely(world):
-    from poison.inbound import MANUAL, corpus, header_problems, inject, raw_mail_problems, service_id
+    from poison.inbound import check_pushed, corpus, inject, raw_mail_problems, service_id, wait_pushed
 
     from docpost.replies import process_inbound
-    from docpost.replies.store import ReplyStore
 
     sim, endpoint, sink, led, bucket = world
     cases = {service_id(c): c for c in corpus(large=True)}
     inject(sim, cases.values())
-    state = wait_answered(sim, set(cases), timeout=180)
-    accepted = {}
-    for sid, case in cases.items():
-        push = state[sid]
-        if case.outcome == MANUAL and case.code.startswith("inbound."):
-            assert (push["result"], push["reason_code"]) == ("refused", case.code), case.name
-        else:
-            assert push["result"] == "accepted", (case.name, push)
-            accepted[push["message_uuid"]] = case
+    state = wait_pushed(sim, cases, timeout=180)
     process_inbound("test:postmodtag-poison", today=TODAY)
-    store = ReplyStore(led)
-    mails = by_inbound_id(sink)
-    for message_uuid, case in accepted.items():
-        record = store.get(message_uuid)
-        if case.outcome == MANUAL:
-            assert (record.state, record.reason_code) == ("MANUAL", case.code), case.name
-            assert message_uuid not in mails
-        else:
-            assert (record.state, record.emne_id) == ("MAILED", case.emne_id), case.name
-            assert len(mails[message_uuid]) == 1, case.name
-    assert [p for m in sink.messages() for p in header_problems(m.message)] == []
+    assert check_pushed(cases, state, mails=sink.messages(), ledger=led) == []
     assert raw_mail_problems(sink.directory) == []
 
 

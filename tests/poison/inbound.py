@@ -32,7 +32,9 @@ import base64
 import datetime as dt
 import hashlib
 import re
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,3 +422,60 @@ def check(injected: Mapping[str, PoisonInbound | bytes], *, mails: Iterable, led
 __all__ = ["CPR", "EMNE_ID", "KIND_PREFIX", "MAILED", "MANUAL", "PoisonInbound", "acked_ids", "check",
            "corpus", "good", "header_problems", "inject", "memo", "raw_mail_problems", "raw_problems",
            "service_id"]
+
+
+# --------------------------------------------------------------------------- through the endpoint
+
+
+def push_state(sim: Any, ids: Iterable[str] | None = None) -> dict[str, dict | None]:
+    """{service id: the simulator's push state} (result, reason_code, message_uuid, ...; None
+    while never pushed) of its inbound messages, all or ``ids``."""
+    response = _get(sim, "/sim/inbound/status", {})
+    response.raise_for_status()
+    wanted = None if ids is None else set(ids)
+    return {m["id"]: m["push"] for m in response.json()["messages"] if wanted is None or m["id"] in wanted}
+
+
+def wait_pushed(sim: Any, ids: Iterable[str], timeout: float = 90.0) -> dict[str, dict]:
+    """Wait until the PostModtag endpoint answered every one of ``ids``; their push states."""
+    ids = set(ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = push_state(sim, ids)
+        if len(state) == len(ids) and all(p and p["result"] for p in state.values()):
+            return state
+        assert time.monotonic() < deadline, Counter((p or {}).get("result") for p in state.values())
+        time.sleep(0.05)
+
+
+def check_pushed(cases: Mapping[str, PoisonInbound], state: Mapping[str, dict], *, mails: Iterable,
+                 ledger=None, store=None) -> list[str]:  # noqa: ANN001
+    """What is wrong after the endpoint answered ``cases`` ({service id: case}; ``state`` from
+    :func:`wait_pushed`) and a routing pass ran: a case the contract refuses (``inbound.*``) is
+    refused at the door with its code; every other one is accepted, stored under its messageUUID,
+    then queued with its code or mailed once to its Emne; no injected header in any mail."""
+    from docpost.replies.store import ReplyStore
+
+    store = store or ReplyStore(ledger)
+    by_id: dict[str, list] = {}
+    for m in _messages(mails):
+        by_id.setdefault(str(m["X-Docpost-Inbound-Id"]).strip(), []).append(m)
+    problems = [f"{m['X-Docpost-Inbound-Id']}: {p}" for m in _messages(mails) for p in header_problems(m)]
+    for sid, case in cases.items():
+        push = state[sid]
+        if case.outcome == MANUAL and case.code.startswith("inbound."):
+            if (push["result"], push["reason_code"]) != ("refused", case.code):
+                problems.append(f"{case.name}: {push['result']} {push['reason_code']}, expected refused {case.code}")
+            continue
+        if push["result"] != "accepted":
+            problems.append(f"{case.name}: {push['result']} {push['reason_code']}, expected accepted")
+            continue
+        record, got = store.get(push["message_uuid"]), by_id.get(push["message_uuid"], [])
+        if case.outcome == MANUAL:
+            if (record.state, record.reason_code) != (MANUAL, case.code) or got:
+                problems.append(f"{case.name}: {record.state} {record.reason_code} ({len(got)} mails), "
+                                f"expected MANUAL {case.code} and no mail")
+        elif (record.state, record.emne_id, len(got)) != (MAILED, case.emne_id, 1):
+            problems.append(f"{case.name}: {record.state} to Emne {record.emne_id} ({len(got)} mails), "
+                            f"expected MAILED to Emne {case.emne_id} once")
+    return problems
