@@ -17,19 +17,9 @@ from collections import Counter
 
 import pytest
 from pg_support import fresh_schema
+from replies_support import process_inbound
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def process_inbound(actor, **kwargs):  # noqa: ANN001, ANN201
-    """A pass over the simulator's pull feed (the test bench's older path, given as a client)."""
-    from docpost.channels.inbound import InboundClient
-    from docpost.replies import service
-
-    if "client" in kwargs:
-        return service.process_inbound(actor, **kwargs)
-    with InboundClient.from_settings() as client:
-        return service.process_inbound(actor, client=client, **kwargs)
 
 NIGHT = dt.date(2026, 11, 26)
 TODAY = dt.date(2026, 11, 27)

@@ -171,7 +171,9 @@ class Ledger:
     def _key(self) -> bytes:
         """The pseudonym key, asked for only where a recipient is hashed (registering, looking one
         up): without DOCPOST_PSEUDONYM_KEY those refuse, while a lookup by message UUID works."""
-        return self._given_key if self._given_key is not None else settings().pseudonym_key
+        if self._given_key is None:  # read once: registering calls this for every recipient
+            self._given_key = settings().pseudonym_key
+        return self._given_key
 
     @classmethod
     def from_settings(cls, *, airflow: bool | None = None) -> Ledger:
