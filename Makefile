@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
-DEB_PACKAGES := poppler-utils docker-compose
+DEB_PACKAGES := poppler-utils docker-compose chromium
 
 .PHONY: demo ui test test-fast bench lock debs clean
 
@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml testbench/pyproject.toml requirements.lock
 venv: $(STAMP)
 
 # Debian packages the tests use: poppler-utils (pdftoppm, pdftotext, pdffonts for the rendering
-# tests) and docker-compose v1 (checks docker-compose.yaml without a daemon).
+# tests), docker-compose v1 (checks docker-compose.yaml without a daemon) and chromium (the
+# operator view's browser test drives it through Playwright).
 debs:
-	@{ command -v pdftoppm && command -v docker-compose; } >/dev/null || { \
+	@{ command -v pdftoppm && command -v docker-compose && command -v chromium; } >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); fi; }
 
