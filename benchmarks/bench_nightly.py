@@ -1,64 +1,58 @@
-"""docpost_nightly at night scale: chunked mapped tasks against one mapped task per letter.
+"""docpost_nightly at night scale through a real scheduler: chunked mapped tasks against one task per letter.
 
     .venv/bin/python benchmarks/bench_nightly.py [--count 20000] [--naive-count 200]
-        [--chunk-size 500] [--db-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
-        [--keep] [--skip-naive]
+        [--chunk-size 500] [--parallelism 4] [--keep] [--skip-naive]
 
-Starts the embedded stack (moto S3 server subprocess, SF1601 simulator subprocess with mutual TLS
-and a throwaway CA, Airflow in a temporary home with SQLite metadata), drops ``--count``
-generated submissions (5 % broken) for one night into S3 (timed on its own), and runs
-``docpost_nightly`` for that night through ``airflow dags test`` (dag.test) in a child process.
+Starts a moto S3 server (subprocess, with its access log), the SF1601 simulator (subprocess,
+mutual TLS with a throwaway CA) and the production topology natively
+(``docpost_testbench.topology.start``, LocalExecutor: api-server, scheduler, dag-processor,
+triggerer; Airflow's metadata and the ledger in scratch PostgreSQL databases, dropped after).
+It unpauses ``docpost_nightly`` and lets the night Airflow schedules at once run on an empty
+inbox, drops ``--count`` generated submissions (5 % broken) for one night into S3 (timed on its
+own), triggers ``docpost_nightly`` for that night over the REST API and waits for the run.
 
-Per-stage figures come from two places:
-- Airflow's task instances (the home's metadata database): summed task seconds per stage, so
-  letters/s = messages the stage handled / those seconds (one worker: dag.test runs tasks one
-  at a time);
-- the ledger's event history: per stage the span from the first to the last event leaving the
-  stage's input state (events are stamped per chunk, so the first chunk's work is not in it).
-
-Then the naive design on ``--naive-count`` letters: a temporary DAG (in a temporary dags folder)
+Prints, for the run:
+- per stage (collect, prepare: validate, stamp, render and the delivery request in one pass per
+  letter, deliver): task instances, summed task seconds, the stage's wall span (first start to
+  last end, the tasks running side by side), letters moved (ledger events), letters/s over the
+  span and per task-second, S3 requests per letter (moto's access log, by key prefix);
+- S3 requests per letter in all, against the files per submission;
+- CPU seconds of docpost's task processes, of Airflow's own processes, of moto and of the
+  simulator (psutil, sampled every second: a process's last second may be missed) and the peak
+  RSS of each task process (the largest printed).
+Then the naive design on ``--naive-count`` letters in a topology of its own: a temporary DAG
 maps ONE task per message id, each calling validate -> stamp -> render -> deliver with a
-one-message chunk, on a fresh night, bucket, ledger and Airflow home. Airflow's
-``max_map_length`` (1,024 by default) caps that design at 1,024 letters per run; the script
-raises it for larger ``--naive-count``.
-
-Ledger: a SQLite file per design by default. With ``--db-url`` (a PostgreSQL server URL; its
-database is only used to connect) the script creates a scratch database per design and drops
-it afterwards. Every process it started is stopped in ``finally``.
+one-message chunk; the ratio naive/chunked of seconds per letter closes the report.
+Every process it started is stopped in ``finally`` (also on SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import re
 import shutil
 import signal
-import sqlite3
-import subprocess
 import sys
 import tempfile
+import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from docpost_testbench import stack
 
 NIGHT = dt.date(2026, 11, 2)
 NAIVE_NIGHT = dt.date(2026, 11, 3)
 BROKEN_SHARE = 0.05
-STAGES = ("collect", "validate", "stamp", "render", "deliver")
-# the ledger state each stage moves messages out of (collect: none, it creates them)
-STAGE_FROM = {"validate": ("RECEIVED",), "stamp": ("VALIDATED",), "render": ("STAMPED",),
-              "deliver": ("RENDERED", "RETRYING")}
-FINAL = ("REJECTED", "SUBMITTED", "FAILED", "DELIVERED_DIGITAL", "DELIVERED_PHYSICAL")
-# moto's access log colours some lines: '"\x1b[35m\x1b[1mGET /bucket/key HTTP/1.1...'
-REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|POST|HEAD|DELETE) ')
+# the ledger state each step moves messages out of (collect: none, it creates them)
+STEP_FROM = {"validate": ("RECEIVED",), "stamp": ("VALIDATED",), "render": ("STAMPED",),
+             "deliver": ("RENDERED", "RETRYING")}
+# moto's access log: '127.0.0.1 - - [date] "GET /bucket/key?query HTTP/1.1" 200 -' (maybe coloured)
+REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|POST|HEAD|DELETE) /([^/ ?]+)/?([^ ?]*)(\?[^ ]*)? HTTP')
+TASK_TITLE = "airflow worker --"  # the task process (Airflow's task runner sets it): docpost's code runs there
 
 NAIVE_DAG = '''\
 """Benchmark only: the naive design, one mapped task per letter (not part of docpost)."""
@@ -113,244 +107,229 @@ docpost_naive()
 '''
 
 
-# --------------------------------------------------------------------------- stack
+# --------------------------------------------------------------------------- measuring processes
 
 
-@dataclass
-class Shared:
-    """What both designs share: the temp dir, moto, the test PKI, and the things to stop."""
+class CpuSampler:
+    """CPU seconds and peak RSS of the processes under ``roots`` (name -> pid), sampled every
+    second; a process titled as a task process counts as ``docpost tasks``."""
 
-    root: Path
-    moto: object
-    pki: object
-    db_admin: str | None
-    stoppers: list[Callable[[], None]] = field(default_factory=list)
+    def __init__(self, roots: dict[str, list[int]]) -> None:
+        self.roots = roots
+        self.cpu: dict[int, tuple[str, float]] = {}
+        self.rss: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def stop(self) -> None:
-        for stop in reversed(self.stoppers):
-            try:
-                stop()
-            except Exception as exc:  # noqa: BLE001 - stop what can be stopped, say what could not
-                print(f"  (cleanup: {type(exc).__name__}: {exc})", file=sys.stderr)
-        self.stoppers.clear()
+    def _sample(self) -> None:
+        import psutil
+
+        for group, pids in self.roots.items():
+            for pid in pids:
+                try:
+                    root = psutil.Process(pid)
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.Error:
+                    continue
+                for proc in procs:
+                    try:
+                        title = " ".join(proc.cmdline())
+                        times = proc.cpu_times()
+                        rss = proc.memory_info().rss
+                    except psutil.Error:
+                        continue
+                    kind = "docpost tasks" if TASK_TITLE in title else group
+                    self.cpu[proc.pid] = (kind, times.user + times.system)
+                    if kind == "docpost tasks":
+                        self.rss[proc.pid] = max(self.rss.get(proc.pid, 0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._sample()
+
+    def start(self) -> CpuSampler:
+        self._sample()
+        self.base = dict(self.cpu)  # what each process had used before the run
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        totals: Counter = Counter()
+        for pid, (kind, seconds) in self.cpu.items():
+            totals[kind] += seconds - self.base.get(pid, (kind, 0.0))[1]
+        return {"cpu": dict(totals), "peak_rss_mib": max(self.rss.values(), default=0) / 2**20,
+                "task_processes": len(self.rss)}
+
+
+def moto_requests(log: Path, bucket: str, since: int = 0) -> tuple[Counter, int]:
+    """Requests to ``bucket`` in moto's access log after line ``since``, by (method, first key
+    part); and the log's line count."""
+    counts: Counter = Counter()
+    n = 0
+    if log.exists():
+        with open(log, errors="replace") as fh:
+            for n, line in enumerate(fh, start=1):
+                if n <= since:
+                    continue
+                m = REQUEST_LINE.search(line)
+                if m and m.group(2) == bucket:
+                    counts[m.group(1), m.group(3).split("/")[0] or "(bucket)"] += 1
+    return counts, n
+
+
+# which stage made a request: (method, first key part)
+STAGE_OF = {("GET", "(bucket)"): "collect", ("GET", "inbox"): "prepare", ("PUT", "rendered"): "prepare",
+            ("PUT", "outbox"): "prepare", ("PUT", "rejected"): "prepare", ("GET", "outbox"): "deliver",
+            ("GET", "rendered"): "deliver", ("PUT", "reports"): "summary", ("GET", "recipients.json"): "bench"}
+
+
+# --------------------------------------------------------------------------- one design
 
 
 @dataclass
 class Design:
-    """One design's run: its bucket, ledger, Airflow home, simulator and measured figures."""
-
     name: str
     night: dt.date
     bucket: str
     home: Path
-    env: dict[str, str] = field(default_factory=dict)
-    db_url: str = ""
     figures: dict = field(default_factory=dict)
 
 
-def moto_requests(shared: Shared) -> Counter:
-    """S3 requests moto has answered so far, by HTTP method (from its access log)."""
-    counts: Counter = Counter()
-    log = shared.moto.handle.log_path
-    if log and log.exists():
-        with open(log, errors="replace") as fh:
-            for line in fh:
-                m = REQUEST_LINE.search(line)
-                if m:
-                    counts[m.group(1)] += 1
-    return counts
-
-
-def scratch_db(shared: Shared, name: str) -> str:
-    """A fresh PostgreSQL database on the --db-url server, dropped when the benchmark ends."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    db = f"docpost_bench_{os.getpid()}_{name}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(shared.db_admin, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    admin.dispose()
-
-    def drop() -> None:
-        eng = create_engine(shared.db_admin, isolation_level="AUTOCOMMIT")
-        with eng.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        eng.dispose()
-
-    shared.stoppers.append(drop)
-    return make_url(shared.db_admin).set(database=db).render_as_string(hide_password=False)
-
-
-def prepare(shared: Shared, design: Design, count: int, dags_folder: Path | None, seed: int) -> None:
-    """Drop the night into the design's bucket (timed), start its simulator, prepare its Airflow home."""
-    from docpost_testbench.generate import generate_night
-    from docpost_testbench.simulator.runner import start_simulator
+def drop(design: Design, moto_url: str, count: int, seed: int) -> Path:
+    """The night's submissions into the design's bucket (timed); returns the recipients register."""
     from docpost.storage import ObjectStore, S3Sink
+    from docpost_testbench.generate import generate_night
 
-    design.home.mkdir(parents=True)
-    store = ObjectStore(design.bucket, endpoint_url=shared.moto.url, backend="boto3")
+    design.home.mkdir(parents=True, exist_ok=True)
+    store = ObjectStore(design.bucket, endpoint_url=moto_url, backend="boto3")
     store.ensure_bucket()
-    before = sum(moto_requests(shared).values())
     t = time.perf_counter()
     with S3Sink(store) as sink:
         generate_night(count, design.night, sink=sink, broken_share=BROKEN_SHARE, seed=seed)
-    drop_s = time.perf_counter() - t
-    design.figures["drop_s"] = drop_s
-    design.figures["drop_requests"] = sum(moto_requests(shared).values()) - before
-    print(f"[{design.name}] dropped {count} submissions for {design.night} into s3://{design.bucket}/inbox/ "
-          f"in {drop_s:.1f} s ({count / drop_s:.1f} submissions/s, {design.figures['drop_requests']} S3 requests)",
+    design.figures["drop_s"] = time.perf_counter() - t
+    print(f"[{design.name}] dropped {count} submissions for {design.night} in {design.figures['drop_s']:.1f} s",
           flush=True)
-
     register = design.home / "recipients.json"
     register.write_bytes(store.get_bytes("recipients.json"))
-    pki = shared.pki
-    sim = start_simulator(design.home / "simulator", register, {}, tls_cert=pki.server_cert,
-                          tls_key=pki.server_key, client_ca=pki.ca_cert,
-                          client_cert=(pki.client_cert, pki.client_key), subprocess_mode=True)
-    shared.stoppers.append(sim.stop)
-    design.db_url = (scratch_db(shared, design.name) if shared.db_admin
-                     else f"sqlite:///{design.home / 'docpost' / 'ledger.db'}")
-    (design.home / "docpost").mkdir(parents=True, exist_ok=True)
-    env = stack.airflow_env(design.home / "airflow", dags_folder, s3_endpoint_url=shared.moto.url,
-                            bucket=design.bucket, docpost_home=design.home / "docpost")
-    env.update({
-        "DOCPOST_DB_URL": design.db_url,
-        "DOCPOST_SF1601_URL": sim.url,
-        "DOCPOST_SF1601_CERT": str(pki.client_cert),
-        "DOCPOST_SF1601_KEY": str(pki.client_key),
-        "DOCPOST_SF1601_CA": str(pki.ca_cert),
-    })
-    if count > 1024:  # Airflow's max_map_length (default 1,024) would fail the naive expand
-        env["AIRFLOW__CORE__MAX_MAP_LENGTH"] = str(count + 10)
-    stack.install_metadata_db(env)
-    airflow(env, "pools", "set", "docpost_sf1601", "4", "Bounds concurrent SF1601 delivery",
-            log=design.home / "setup.log", timeout=300)
-    design.env = env
+    return register
 
 
-def airflow(env: dict[str, str], *args: str, log: Path, timeout: float,
-            progress: Callable[[float], None] | None = None, every: float = 60.0) -> int:
-    """Run ``airflow ARGS`` in its own session; on timeout or interruption its whole group is ended."""
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    t = time.monotonic()
-    try:
-        while True:
-            try:
-                return proc.wait(timeout=every)
-            except subprocess.TimeoutExpired:
-                if time.monotonic() - t > timeout:
-                    raise
-                if progress:
-                    progress(time.monotonic() - t)
-    finally:
-        if proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(proc.pid, sig)
-                    proc.wait(timeout=wait)
-                    break
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    continue
-
-
-def logical_date_for(night: dt.date) -> str:
-    """A logical date whose data interval starts at ``night`` 01:00 Copenhagen."""
-    return f"{(night + dt.timedelta(days=1)).isoformat()}T02:00:00+01:00"
-
-
-def run_dag(shared: Shared, design: Design, dag_id: str, conf: dict | None, timeout: float) -> None:
-    """``airflow dags test`` in a child process; wall time, S3 requests and exit code into figures."""
-    args = ["dags", "test", dag_id, logical_date_for(design.night)]
-    if conf:
-        args += ["--conf", json.dumps(conf)]
-    log = design.home / f"{dag_id}.log"
-    before = moto_requests(shared)
-    print(f"[{design.name}] airflow dags test {dag_id} {design.night} (log {log}) ...", flush=True)
-    t = time.perf_counter()
-
-    def progress(elapsed: float) -> None:
-        try:
-            states, _ = ledger_figures(design)
-        except Exception as exc:  # noqa: BLE001 - the ledger may not exist yet
-            states = {"(ledger not readable)": type(exc).__name__}
-        print(f"  [{design.name}] {elapsed:6.0f} s: {dict(sorted(states.items()))}", flush=True)
-
-    code = airflow(design.env, *args, log=log, timeout=timeout, progress=progress)
-    design.figures["wall_s"] = time.perf_counter() - t
-    design.figures["exit"] = code
-    design.figures["dag_requests"] = moto_requests(shared) - before
-    print(f"[{design.name}] finished in {design.figures['wall_s']:.1f} s, exit {code}", flush=True)
-    if code:
-        print(log.read_text(errors="replace")[-3000:])
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-def _ts(value) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value
-    text = str(value).replace(" ", "T")
-    parsed = dt.datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-def task_times(design: Design, dag_id: str) -> dict[str, dict]:
-    """Per task (mapped instances together): count, summed seconds, first start, last end."""
-    db = Path(design.env["AIRFLOW_HOME"]) / "airflow.db"
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT task_id, state, start_date, end_date FROM task_instance WHERE dag_id = ?",
-                            (dag_id,)).fetchall()
-    out: dict[str, dict] = {}
-    for task_id, state, start, end in rows:
-        name = task_id.rsplit(".", 1)[-1]
-        entry = out.setdefault(name, {"tasks": 0, "seconds": 0.0, "first": None, "last": None, "states": Counter()})
-        entry["tasks"] += 1
-        entry["states"][state] += 1
-        s, e = _ts(start), _ts(end)
-        if s and e:
-            entry["seconds"] += (e - s).total_seconds()
-            entry["first"] = min(filter(None, (entry["first"], s)))
-            entry["last"] = max(filter(None, (entry["last"], e)))
-    return out
-
-
-def ledger_figures(design: Design) -> tuple[Counter, dict[str, dict]]:
-    """Final state counts, and per stage: messages moved and the first-to-last event span."""
+def ledger_figures(ledger_url: str) -> tuple[Counter, dict[str, dict], dict[str, float]]:
+    """Final state counts; per step the letters moved and the first-to-last event span; the
+    submissions' files (mean, content files and with ``_READY``)."""
     from sqlalchemy import create_engine, func, select
 
     from docpost.ledger.schema import events, messages
 
-    engine = create_engine(design.db_url)
+    engine = create_engine(ledger_url)
     try:
         with engine.connect() as conn:
-            states = Counter(dict(conn.execute(
-                select(messages.c.state, func.count()).group_by(messages.c.state)).all()))
-            rows = conn.execute(select(events.c.from_state, events.c.to_state, func.count(),
-                                       func.min(events.c.at), func.max(events.c.at))
-                                .group_by(events.c.from_state, events.c.to_state)).all()
+            states = Counter(dict(conn.execute(select(messages.c.state, func.count()).group_by(messages.c.state)).all()))
+            rows = conn.execute(select(events.c.from_state, func.count(), func.min(events.c.at), func.max(events.c.at))
+                                .where(events.c.from_state != events.c.to_state)
+                                .group_by(events.c.from_state)).all()
+            listings = [r[0] for r in conn.execute(select(messages.c.listing)).all()]
     finally:
         engine.dispose()
-    spans: dict[str, dict] = {}
-    for from_state, to_state, n, first, last in rows:
-        if from_state is None:
-            stage = "collect"
-        else:
-            stage = next((s for s, src in STAGE_FROM.items() if from_state in src), None)
-        if stage is None:
-            continue
-        entry = spans.setdefault(stage, {"moved": 0, "first": None, "last": None, "to": Counter()})
-        entry["moved"] += n
-        entry["to"][to_state] += n
-        first, last = _ts(first), _ts(last)
-        entry["first"] = min(filter(None, (entry["first"], first)))
-        entry["last"] = max(filter(None, (entry["last"], last)))
-    return states, spans
+    steps: dict[str, dict] = {}
+    for from_state, n, first, last in rows:
+        step = next((s for s, src in STEP_FROM.items() if from_state in src), None)
+        if step:
+            entry = steps.setdefault(step, {"moved": 0, "first": first, "last": last})
+            entry["moved"] += n
+            entry["first"], entry["last"] = min(entry["first"], first), max(entry["last"], last)
+    import json
+
+    sizes = [json.loads(x) if isinstance(x, str) else x for x in listings if x]
+    files = {"with_ready": sum(len(s) for s in sizes) / max(len(sizes), 1),
+             "content": sum(sum(1 for n in s if n != "_READY") for s in sizes) / max(len(sizes), 1)}
+    return states, steps, files
+
+
+def _ts(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def task_figures(tis: list[dict]) -> dict[str, dict]:
+    """Per task (mapped instances together): count, summed seconds, wall span, states."""
+    out: dict[str, dict] = {}
+    for ti in tis:
+        name = ti["task_id"].rsplit(".", 1)[-1]
+        e = out.setdefault(name, {"tasks": 0, "seconds": 0.0, "first": None, "last": None, "states": Counter()})
+        e["tasks"] += 1
+        e["states"][ti["state"]] += 1
+        s, f = _ts(ti.get("start_date")), _ts(ti.get("end_date"))
+        if s and f:
+            e["seconds"] += (f - s).total_seconds()
+            e["first"] = min(filter(None, (e["first"], s)))
+            e["last"] = max(filter(None, (e["last"], f)))
+    for e in out.values():
+        e["span"] = (e["last"] - e["first"]).total_seconds() if e["first"] else 0.0
+    return out
+
+
+def run_design(design: Design, dag_id: str, count: int, conf: dict, args, moto, pki,
+               dags_folder: Path | None, stoppers: list) -> None:
+    """Drop, start the simulator and a LocalExecutor topology, run ``dag_id`` over REST, measure."""
+    from docpost_testbench import topology
+    from docpost_testbench.simulator.runner import start_simulator
+
+    register = drop(design, moto.url, count, args.seed)
+    sim = start_simulator(design.home / "simulator", register, {}, tls_cert=pki.server_cert,
+                          tls_key=pki.server_key, client_ca=pki.ca_cert,
+                          client_cert=(pki.client_cert, pki.client_key), subprocess_mode=True)
+    stoppers.append(sim.stop)
+    extra = {"SF1601_URL": sim.url, "SF1601_CERT_FILE": str(pki.client_cert), "SF1601_KEY_FILE": str(pki.client_key),
+             "SF1601_CA_FILE": str(pki.ca_cert), "AIRFLOW__CORE__MAX_MAP_LENGTH": str(max(count + 10, 1024))}
+    topo = topology.start(design.home / "airflow", executor="LocalExecutor", bucket=design.bucket,
+                          s3_endpoint_url=moto.url, extra_env=extra, dags_folder=dags_folder,
+                          parallelism=args.parallelism)
+    stoppers.append(topo.stop)
+    api = topo.api()
+    api.wait_for_dag(dag_id, timeout=300)
+    api.unpause(dag_id)
+    settled(api, dag_id)  # docpost_nightly: the latest night Airflow schedules at once (it collects no letter
+    sampler = CpuSampler({"Airflow": [h.pid for h in topo.components.values()], "moto": [moto.handle.pid],
+                          "simulator": [sim.pid]}).start()  # of the benchmark's night, long before the window)
+    _counts, mark = moto_requests(moto.handle.log_path, design.bucket)
+    t = time.perf_counter()
+    run_id = api.trigger(dag_id, conf=conf)
+    print(f"[{design.name}] triggered {dag_id} run {run_id} ...", flush=True)
+    deadline = time.monotonic() + args.timeout
+    while (state := api.run(dag_id, run_id)["state"]) not in ("success", "failed"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{dag_id} run still {state} after {args.timeout:.0f} s")
+        time.sleep(10)
+    wall = time.perf_counter() - t
+    procs = sampler.stop()
+    requests, _n = moto_requests(moto.handle.log_path, design.bucket, since=mark)
+    states, steps, files = ledger_figures(topo.ledger_url)
+    design.figures.update(state=state, wall_s=wall, procs=procs, requests=requests, states=states, steps=steps,
+                          files=files, tasks=task_figures(api.task_instances(dag_id, run_id)),
+                          delivered=sim_deliveries(sim))
+    print(f"[{design.name}] run {state} in {wall:.1f} s", flush=True)
+
+
+def settled(api, dag_id: str, wait: float = 20.0, timeout: float = 300.0) -> None:
+    """Until no run of ``dag_id`` is queued or running (after ``wait`` seconds for one to appear)."""
+    time.sleep(wait)
+    deadline = time.monotonic() + timeout
+    while any(r["state"] not in ("success", "failed") for r in api.runs(dag_id)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"a run of {dag_id} is still not done after {timeout:.0f} s")
+        time.sleep(2)
+
+
+def sim_deliveries(sim) -> dict:
+    """What the simulator counted: requests, letters accepted, and sends of a transaction already seen."""
+    stats = sim.get("/sim/stats")
+    return {k: stats[k] for k in ("requests", "accepted", "duplicates", "rejected")}
+
+
+# --------------------------------------------------------------------------- report
 
 
 def rate(n: float, seconds: float) -> str:
@@ -358,96 +337,39 @@ def rate(n: float, seconds: float) -> str:
 
 
 def report_chunked(design: Design, count: int) -> None:
-    times = task_times(design, "docpost_nightly")
-    states, spans = ledger_figures(design)
     f = design.figures
-    f.update(states=states, times=times, spans=spans)
-    messages = sum(states.values())
+    letters = sum(f["states"].values())
+    tasks, steps, req = f["tasks"], f["steps"], f["requests"]
+    by_stage: Counter = Counter()
+    for key, n in req.items():
+        by_stage[STAGE_OF.get(key, "other")] += n
     print()
-    print(f"chunked design: {count} submissions, {messages} registered, night {design.night}")
-    print(f"  {'stage':9} {'tasks':>5} {'task s':>8} {'letters':>7} {'letters/s':>9}   "
-          f"{'event span s':>12} {'letters/s':>9}")
-    for stage in STAGES:
-        t = times.get(stage, {"tasks": 0, "seconds": 0.0})
-        moved = spans.get(stage, {}).get("moved", 0)
-        sp = spans.get(stage)
-        span = (sp["last"] - sp["first"]).total_seconds() if sp and sp["first"] else 0.0
-        f.setdefault("stage_rates", {})[stage] = moved / t["seconds"] if t["seconds"] else 0.0
-        print(f"  {stage:9} {t['tasks']:5d} {t['seconds']:8.1f} {moved:7d} {rate(moved, t['seconds'])}   "
-              f"{span:12.1f} {rate(moved, span)}")
-    for other in ("plan", "summary"):
-        if other in times:
-            print(f"  {other:9} {times[other]['tasks']:5d} {times[other]['seconds']:8.1f}")
-    task_total = sum(t["seconds"] for t in times.values())
-    f["task_s"] = task_total
-    req = f["dag_requests"]
-    print(f"  wall time (airflow dags test, incl. process start and parsing) {f['wall_s']:.1f} s; "
-          f"summed task time {task_total:.1f} s")
-    print(f"  overall {messages / f['wall_s']:.1f} letters/s (wall), {f['wall_s'] / messages * 1000:.1f} ms per letter")
-    print(f"  S3 requests during the run: {sum(req.values())} ({dict(req)}), "
-          f"{sum(req.values()) / max(messages, 1):.1f} per letter")
-    print(f"  final states: {dict(sorted(states.items()))}")
-
-
-def report_naive(design: Design, count: int) -> None:
-    times = task_times(design, "docpost_naive")
-    states, _spans = ledger_figures(design)
-    f = design.figures
-    f.update(states=states, times=times)
-    messages = sum(states.values())
-    letter = times.get("letter", {"tasks": 0, "seconds": 0.0, "states": Counter()})
-    f["task_s"] = sum(t["seconds"] for t in times.values())
-    f["letter_task_s"] = letter["seconds"]
-    req = f["dag_requests"]
-    print()
-    print(f"naive design: {count} submissions, {messages} registered, night {design.night}")
-    print(f"  mapped letter tasks {letter['tasks']} ({dict(letter['states'])}), summed {letter['seconds']:.1f} s, "
-          f"{letter['seconds'] / max(letter['tasks'], 1):.2f} s per task")
-    print(f"  wall time {f['wall_s']:.1f} s, {f['wall_s'] / max(messages, 1):.2f} s per letter")
-    print(f"  S3 requests during the run: {sum(req.values())}, {sum(req.values()) / max(messages, 1):.1f} per letter")
-    print(f"  final states: {dict(sorted(states.items()))}")
-
-
-def final_table(chunked: Design, naive: Design | None, args) -> None:
-    c = chunked.figures
-    n_c = sum(c["states"].values())
-    rows = [("submissions dropped", f"{args.count}", f"{args.naive_count}" if naive else "-"),
-            ("S3 drop (s)", f"{c['drop_s']:.1f}", f"{naive.figures['drop_s']:.1f}" if naive else "-"),
-            ("letters registered", f"{n_c}", f"{sum(naive.figures['states'].values())}" if naive else "-"),
-            ("dags test wall (s)", f"{c['wall_s']:.1f}", f"{naive.figures['wall_s']:.1f}" if naive else "-"),
-            ("summed task time (s)", f"{c['task_s']:.1f}", f"{naive.figures['task_s']:.1f}" if naive else "-")]
-    per_c = c["wall_s"] / n_c
-    rows.append(("s per letter (wall)", f"{per_c:.3f}", ""))
-    rows.append(("letters/s (wall)", f"{n_c / c['wall_s']:.1f}", ""))
-    if naive:
-        n_n = sum(naive.figures["states"].values())
-        per_n = naive.figures["wall_s"] / n_n
-        rows[-2] = ("s per letter (wall)", f"{per_c:.3f}", f"{per_n:.3f}")
-        rows[-1] = ("letters/s (wall)", f"{n_c / c['wall_s']:.1f}", f"{n_n / naive.figures['wall_s']:.2f}")
-    req_c = sum(c["dag_requests"].values()) / n_c
-    rows.append(("S3 requests per letter", f"{req_c:.1f}",
-                 f"{sum(naive.figures['dag_requests'].values()) / sum(naive.figures['states'].values()):.1f}"
-                 if naive else "-"))
-    for stage in STAGES:
-        rows.append((f"{stage} letters/s (task)", f"{c['stage_rates'][stage]:.1f}", ""))
-    print()
-    print("=" * 64)
-    print(f"{'':28}{'chunked':>16}{'naive':>16}")
-    for name, a, b in rows:
-        print(f"{name:28}{a:>16}{b:>16}")
-    if naive:
-        ratio = (naive.figures["wall_s"] / sum(naive.figures["states"].values())) / per_c
-        print(f"{'ratio naive/chunked (s per letter)':40}{ratio:>20.1f}x")
-    print(f"chunk size {args.chunk_size}; ledger {'PostgreSQL' if args.db_url else 'SQLite'}; "
-          f"final states (chunked) {dict(sorted(c['states'].items()))}")
-    print("=" * 64)
-
-
-# --------------------------------------------------------------------------- main
-
-
-def _interrupted(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    print(f"chunked design: {count} submissions, {letters} registered, night {design.night}, run {f['state']}, "
+          f"wall {f['wall_s']:.1f} s, {letters / f['wall_s']:.1f} letters/s")
+    print(f"  {'stage':9} {'tasks':>5} {'task s':>8} {'span s':>7} {'letters':>7} {'/s span':>9} {'/s task':>9} "
+          f"{'S3/letter':>9}")
+    for stage, step_names in (("collect", ()), ("prepare", ("validate", "stamp", "render")), ("deliver", ("deliver",))):
+        t = tasks.get(stage, {"tasks": 0, "seconds": 0.0, "span": 0.0})
+        moved = letters if stage == "collect" else steps.get(step_names[-1], {}).get("moved", 0)
+        if stage == "prepare":  # letters the pass worked on: validated (or rejected by validation)
+            moved = steps.get("validate", {}).get("moved", 0)
+        print(f"  {stage:9} {t['tasks']:5d} {t['seconds']:8.1f} {t['span']:7.1f} {moved:7d} {rate(moved, t['span'])} "
+              f"{rate(moved, t['seconds'])} {by_stage[stage] / max(letters, 1):9.2f}")
+    for step in ("validate", "stamp", "render", "deliver"):
+        s = steps.get(step)
+        if s:
+            span = (s["last"] - s["first"]).total_seconds()
+            print(f"    ledger {step:8} {s['moved']:7d} letters moved, events over {span:7.1f} s {rate(s['moved'], span)} /s")
+    total = sum(req.values())
+    print(f"  S3 requests: {total} ({dict(sorted((f'{m} {p}', n) for (m, p), n in req.items()))})")
+    print(f"  S3 requests per letter: {total / max(letters, 1):.2f}; files per submission {f['files']['content']:.2f} "
+          f"(+ _READY: {f['files']['with_ready']:.2f})")
+    cpu = f["procs"]["cpu"]
+    print("  CPU seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+          + f" (total {sum(cpu.values()):.0f} of {2 * f['wall_s']:.0f} on 2 cores)")
+    print(f"  peak RSS of a task process: {f['procs']['peak_rss_mib']:.0f} MiB ({f['procs']['task_processes']} task processes)")
+    print(f"  simulator: {f['delivered']}")
+    print(f"  final states: {dict(sorted(f['states'].items()))}")
 
 
 def main() -> int:
@@ -455,49 +377,56 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=20000, help="submissions for the chunked run")
     parser.add_argument("--naive-count", type=int, default=200, help="submissions for the naive run")
     parser.add_argument("--chunk-size", type=int, default=500)
-    parser.add_argument("--db-url", help="PostgreSQL server URL; a scratch database per design is created and dropped")
+    parser.add_argument("--parallelism", type=int, default=4, help="Airflow's core.parallelism (LocalExecutor)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per dags test")
+    parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per run")
     args = parser.parse_args()
-    # SIGTERM (e.g. kill PID) unwinds like Ctrl-C, so the finally below stops every process
-    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt(f"signal {signum}")))
 
     from docpost_testbench.pki import create_test_pki
 
-    t0 = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="docpost-bench-nightly-"))
     print(f"temp dir {root}", flush=True)
-    stack.metadata_db_template()
     moto = stack.start_moto(log_path=root / "moto.log")
-    shared = Shared(root, moto, None, args.db_url, [moto.stop])
-    chunked, naive = None, None
+    stoppers: list = [moto.stop]
     try:
         os.environ.update({"DOCPOST_S3_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"})
-        shared.pki = create_test_pki(root / "pki")
-        print(f"moto S3 server {moto.url}", flush=True)
-
+        pki = create_test_pki(root / "pki")
         chunked = Design("chunked", NIGHT, "bench-chunked", root / "chunked")
-        prepare(shared, chunked, args.count, None, args.seed)
-        run_dag(shared, chunked, "docpost_nightly", {"chunk_size": args.chunk_size}, args.timeout)
+        run_design(chunked, "docpost_nightly", args.count, {"night": NIGHT.isoformat(), "chunk_size": args.chunk_size},
+                   args, moto, pki, None, stoppers)
         report_chunked(chunked, args.count)
-
+        naive = None
         if not args.skip_naive:
+            for stop in reversed(stoppers[1:]):  # the chunked topology and simulator: the machine is shared
+                stop()
+            del stoppers[1:]
             dags = root / "naive-dags"
             dags.mkdir()
             (dags / "docpost_naive.py").write_text(NAIVE_DAG.format(night=NAIVE_NIGHT.isoformat()))
             naive = Design("naive", NAIVE_NIGHT, "bench-naive", root / "naive")
-            prepare(shared, naive, args.naive_count, dags, args.seed + 1)
-            run_dag(shared, naive, "docpost_naive", None, args.timeout)
-            report_naive(naive, args.naive_count)
-
-        final_table(chunked, naive, args)
-        print(f"benchmark total {time.perf_counter() - t0:.0f} s")
-        return int(bool(chunked.figures.get("exit") or (naive and naive.figures.get("exit"))))
+            run_design(naive, "docpost_naive", args.naive_count, {}, args, moto, pki, dags, stoppers)
+            n = sum(naive.figures["states"].values())
+            print(f"\nnaive design: {args.naive_count} submissions, {n} registered, run {naive.figures['state']}, "
+                  f"wall {naive.figures['wall_s']:.1f} s, {naive.figures['wall_s'] / max(n, 1):.3f} s per letter")
+        c = chunked.figures
+        per_c = c["wall_s"] / max(sum(c["states"].values()), 1)
+        print(f"\nseconds per letter (wall): chunked {per_c:.4f}", end="")
+        if naive:
+            per_n = naive.figures["wall_s"] / max(sum(naive.figures["states"].values()), 1)
+            print(f", naive {per_n:.3f}; ratio naive/chunked {per_n / per_c:.1f}x")
+        else:
+            print()
+        return int(c["state"] != "success" or bool(naive and naive.figures["state"] != "success"))
     finally:
-        shared.stop()
+        for stop in reversed(stoppers):
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 - stop what can be stopped, say what could not
+                print(f"  (cleanup: {type(exc).__name__}: {exc})", file=sys.stderr)
         if args.keep:
             print(f"kept {root}")
         else:

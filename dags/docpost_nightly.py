@@ -3,7 +3,9 @@
 Thin by design: every task is one call into ``docpost.pipeline``; XCom carries chunk ids and
 counts only. A run for night D (the data interval's start, Europe/Copenhagen) collects READY
 submissions under ``inbox/*/D/*`` (and sweeps up late drops of the days before), splits the
-outstanding messages into chunks and runs validate -> stamp -> render -> deliver per chunk.
+outstanding messages into chunks and runs prepare -> deliver per chunk: prepare reads each
+letter's files once and validates, stamps and renders it and builds its delivery request (the
+ledger records VALIDATED, STAMPED and RENDERED as before); deliver reads that one object and sends.
 The summary writes the night's report whatever the chunks did; a run in which any task failed
 after its retries still ends failed (``watcher``).
 """
@@ -72,22 +74,10 @@ def docpost_nightly():
         return pipeline.plan_chunks(_night(context), chunk_size=context["params"]["chunk_size"])
 
     @task
-    def validate(chunk: dict, **context) -> dict:
+    def prepare(chunk: dict, **context) -> dict:
         from docpost import pipeline
 
-        return pipeline.validate_chunk(chunk, actor=_actor(context))
-
-    @task
-    def stamp(chunk: dict, **context) -> dict:
-        from docpost import pipeline
-
-        return pipeline.stamp_chunk(chunk, actor=_actor(context))
-
-    @task
-    def render(chunk: dict, **context) -> dict:
-        from docpost import pipeline
-
-        return pipeline.render_chunk(chunk, actor=_actor(context))
+        return pipeline.prepare_chunk(chunk, actor=_actor(context))
 
     @task(pool=DELIVERY_POOL)
     def deliver(chunk: dict, **context) -> dict:
@@ -99,7 +89,7 @@ def docpost_nightly():
 
     @task_group
     def process(chunk: dict):
-        return deliver(render(stamp(validate(chunk))))
+        return deliver(prepare(chunk))
 
     @task(trigger_rule="all_done")
     def summary(results: list[dict], **context) -> dict:

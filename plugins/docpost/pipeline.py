@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 S = MessageState
 
 IO_THREADS = 8  # parallel S3 reads per chunk task (S3 latency, not CPU)
+SEND_BATCH = 200  # letters whose delivery requests deliver holds at once (about 150 KiB each)
 WORKABLE = (S.RECEIVED, S.VALIDATED, S.STAMPED, S.RENDERED, S.RETRYING)
 
 
@@ -258,11 +260,11 @@ def _source(st: ObjectStore, ref: MessageRef, rows: dict[int, Any]) -> S3Submiss
                         etags={n: etag for n, (_s, etag) in listing.items() if etag})
 
 
-def _load(refs: list[MessageRef], rows: dict[int, Any]) -> dict[int, Any]:
-    """Validate each message's submission as registered (safe parsing; bounded parallel reads).
-
-    By message id: its ``ValidationReport``, or the exception that stopped reading it (handled,
-    like any other, by the stage runner)."""
+def _load(refs: list[MessageRef], rows: dict[int, Any]) -> Iterator[tuple[MessageRef, Any]]:
+    """Each message's submission as registered, validated (safe parsing), streamed in order:
+    ``(ref, ValidationReport)``, or ``(ref, exception)`` for what stopped reading it (handled,
+    like any other, by the stage runner). Reads run in parallel, at most ``2 * IO_THREADS``
+    letters ahead of the consumer, so a chunk's documents are never all in memory at once."""
     from docpost.validation import schemas, validate
 
     # libxml2 initialises its schema types lazily and not thread-safely: compile the XSDs here,
@@ -272,12 +274,20 @@ def _load(refs: list[MessageRef], rows: dict[int, Any]) -> dict[int, Any]:
 
     def one(ref: MessageRef):
         try:
-            return ref.id, validate(_source(st, ref, rows))
+            return validate(_source(st, ref, rows))
         except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - judged by the runner
-            return ref.id, exc
+            return exc
 
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-        return dict(pool.map(one, refs))
+        ahead: deque = deque()
+        for ref in refs:
+            ahead.append((ref, pool.submit(one, ref)))
+            if len(ahead) >= 2 * IO_THREADS:
+                ref_, fut = ahead.popleft()
+                yield ref_, fut.result()
+        while ahead:
+            ref_, fut = ahead.popleft()
+            yield ref_, fut.result()
 
 
 # --------------------------------------------------------------------------- rejection reports
@@ -304,10 +314,11 @@ def _put_rejection(st: ObjectStore, prefix: str, submission: str, message_uuid: 
     st.put_text(prefix + "rejection.txt", "\n".join(lines) + "\n")
 
 
-def _write_reports(st: ObjectStore, refs_issues: list[tuple[MessageRef, list[dict]]], stage: str) -> None:
-    """Each letter's rejection report under ``rejected/<sys>/<date>/<id>/`` (in parallel)."""
+def _write_reports(st: ObjectStore, refs_issues: list[tuple[MessageRef, list[dict], str]]) -> None:
+    """Each letter's rejection report (``(ref, issues, stage)``) under ``rejected/<sys>/<date>/<id>/``
+    (in parallel)."""
     def write(item):
-        ref, issues = item
+        ref, issues, stage = item
         submission = f"{ref.source_system}/{ref.submission_date.isoformat()}/{ref.submission_id}"
         _put_rejection(st, f"rejected/{submission}/", submission, ref.message_uuid, issues, stage)
 
@@ -465,25 +476,25 @@ class StageRun:
         self.stage, self.claims, self.refs, self.actor = stage, claims, claims.refs, actor
         self.fence = claims.token
         self.rows = _rows(self.refs, claims)
-        self.loaded = _load(claims.held(self.refs), self.rows)
         self.refused: list[tuple[MessageRef, list[dict]]] = []
         self.faults: list[tuple[MessageRef, BaseException]] = []
         self.kept: list[tuple[MessageRef, BaseException]] = []
         self.settled: set[int] = set()  # moved meanwhile by a receipt or an operator: a no-op here
+        self.at: dict[int, str] = {}  # the step a letter was in, where one stage runs several (prepare)
 
     def each(self, work) -> list[tuple[MessageRef, Any]]:
         """``work(ref, message_row, submission)`` for every letter that (still) validates and whose
-        claim is not known lost."""
+        claim is not known lost (submissions streamed in order, see :func:`_load`)."""
         done = []
-        for ref in self.refs:
+        for ref, report in _load([r for r in self.refs if r.id not in self.claims.lost], self.rows):
             if ref.id in self.claims.lost:
                 continue
             try:
-                report = self.loaded[ref.id]
                 if isinstance(report, BaseException):
                     raise report
                 if not report.valid:
-                    if self.stage is VALIDATE:
+                    if ref.state == S.RECEIVED:  # never validated: rejected by validation
+                        self.at[ref.id] = VALIDATE.name
                         self.refused.append((ref, report.to_json()["errors"]))
                         continue
                     raise NoLongerValid(report.to_json()["errors"])
@@ -494,14 +505,15 @@ class StageRun:
 
     def trouble(self, ref: MessageRef, exc: BaseException, file: str | None = "manifest.xml") -> None:
         """Sort one letter's exception (see the class docstring)."""
+        step = self.at.get(ref.id, self.stage.name)
         if _not_the_letters(exc):
-            log.warning("message %s: %s: kept for a retry: %s", ref.message_uuid, self.stage.name, describe(exc))
+            log.warning("message %s: %s: kept for a retry: %s", ref.message_uuid, step, describe(exc))
             self.kept.append((ref, exc))
         elif isinstance(exc, DocpostError):
-            log.info("message %s: %s: %s", ref.message_uuid, self.stage.name, exc.code)
+            log.info("message %s: %s: %s", ref.message_uuid, step, exc.code)
             self.refused.append((ref, _issues_of(exc, getattr(exc, "file", None) or file)))
         else:
-            log.warning("message %s: %s: unexpected %s", ref.message_uuid, self.stage.name, describe(exc, trace=True))
+            log.warning("message %s: %s: unexpected %s", ref.message_uuid, step, describe(exc, trace=True))
             self.faults.append((ref, exc))
 
     def confirm(self, items: list) -> list:
@@ -526,7 +538,7 @@ class StageRun:
         self.refused = self.claims.held(self.refused)
         refused = len(self.refused)
         if self.refused:  # the source system reads why under rejected/, whether REJECTED or FAILED
-            _write_reports(st, self.refused, self.stage.name)
+            _write_reports(st, [(ref, issues, self.at.get(ref.id, self.stage.name)) for ref, issues in self.refused])
             if self.stage.refuses is S.REJECTED:
                 refused -= self.record(led.reject_many([(ref.id, *_reason(issues)) for ref, issues in self.refused],
                                                        self.actor, fence=self.fence))
@@ -581,21 +593,24 @@ def _run(chunk: dict | Chunk, stage: Stage, actor: str, body) -> dict:
 # --------------------------------------------------------------------------- the stages
 
 
+def _validated(ref: MessageRef, sub: Submission) -> Move:
+    """The VALIDATED move: what the ledger keeps of a valid submission."""
+    case = sub.case
+    return Move(ref.id, None, {
+        "recipient": sub.manifest.recipient,
+        "title": sub.manifest.title,
+        "document_type": sub.manifest.document_type,
+        "case_number": (case.case_number if case else None) or sub.manifest.case_reference,
+        "case_uuid": case.case_uuid if case else None,
+        "document_number": case.document_number if case else None,
+        "document_uuid": case.document_uuid if case else None,
+    })
+
+
 def validate_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     """RECEIVED -> VALIDATED | REJECTED (with a rejection report under ``rejected/``)."""
-    def work(ref: MessageRef, _message, sub: Submission) -> Move:
-        case = sub.case
-        return Move(ref.id, None, {
-            "recipient": sub.manifest.recipient,
-            "title": sub.manifest.title,
-            "document_type": sub.manifest.document_type,
-            "case_number": (case.case_number if case else None) or sub.manifest.case_reference,
-            "case_uuid": case.case_uuid if case else None,
-            "document_number": case.document_number if case else None,
-            "document_uuid": case.document_uuid if case else None,
-        })
-
-    return _run(chunk, VALIDATE, actor, lambda run: run.finish([m for _r, m in run.each(work)]))
+    return _run(chunk, VALIDATE, actor,
+                lambda run: run.finish([_validated(ref, sub) for ref, sub in run.each(lambda r, _m, sub: sub)]))
 
 
 def _profiles():
@@ -604,24 +619,26 @@ def _profiles():
     return load_profiles()
 
 
+def _stamped(ref: MessageRef, stamp_result) -> Move:
+    """The STAMPED move: the reply Postkasse/Emne/contact point on the ledger."""
+    reply = stamp_result.reply
+    detail = (f"{reply.rule}: ikkeMuligt" if reply.reply_type is ReplyType.NOT_POSSIBLE
+              else f"{reply.rule}: Postkasse {reply.postkasse_id} / Emne {reply.emne_id}")
+    return Move(ref.id, detail, {
+        "reply_type": reply.reply_type.value,
+        "reply_postkasse_id": reply.postkasse_id,
+        "reply_emne_id": reply.emne_id,
+        "reply_contact_point_id": reply.contact_point_id,
+    })
+
+
 def stamp_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
     """VALIDATED -> STAMPED (reply Postkasse/Emne/contact point on the ledger) | REJECTED."""
     from docpost.stamping import stamp
 
     profiles = _profiles()
-
-    def work(ref: MessageRef, _message, sub: Submission) -> Move:
-        reply = stamp(sub, profiles).reply
-        detail = (f"{reply.rule}: ikkeMuligt" if reply.reply_type is ReplyType.NOT_POSSIBLE
-                  else f"{reply.rule}: Postkasse {reply.postkasse_id} / Emne {reply.emne_id}")
-        return Move(ref.id, detail, {
-            "reply_type": reply.reply_type.value,
-            "reply_postkasse_id": reply.postkasse_id,
-            "reply_emne_id": reply.emne_id,
-            "reply_contact_point_id": reply.contact_point_id,
-        })
-
-    return _run(chunk, STAMP, actor, lambda run: run.finish([m for _r, m in run.each(work)]))
+    return _run(chunk, STAMP, actor, lambda run: run.finish(
+        [m for _r, m in run.each(lambda ref, _m, sub: _stamped(ref, stamp(sub, profiles)))]))
 
 
 def rendered_key(ref: MessageRef) -> str:
@@ -677,49 +694,132 @@ def _check_address(sub: Submission) -> None:
         check_print_address(sub.manifest.recipient.address)
 
 
-def _put_each(st: ObjectStore, run: StageRun, items: list[tuple[MessageRef, bytes]]) -> list[tuple[MessageRef, str]]:
-    """Store each rendered PDF (in parallel); a failed write is that letter's trouble, sorted by the run."""
-    def put(item):
-        ref, pdf = item
-        try:
-            st.put_bytes(rendered_key(ref), pdf, "application/pdf")
-            return ref, hashlib.sha256(pdf).hexdigest(), None
-        except Exception as exc:  # noqa: BLE001 - sorted by the run
-            return ref, None, exc
+def delivery_key(ref: MessageRef) -> str:
+    """Where the delivery request of a message (its SF1601 ``kombi_request``, built once from the
+    submission, the stamp and the PDF) is kept: all delivery reads to send the letter."""
+    return f"outbox/{ref.source_system}/{ref.submission_date.isoformat()}/{ref.submission_id}/{ref.message_uuid}.xml"
 
-    stored = []
-    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-        for ref, digest, exc in pool.map(put, items):
-            if exc is not None:
-                run.trouble(ref, exc)
-            else:
-                stored.append((ref, digest))
-    return stored
+
+PDF_SHA256 = "pdf-sha256"  # the delivery request's S3 metadata: the PDF it was built with
+
+
+class _Writer:
+    """Each letter's objects stored in parallel while the next letter is worked on, at most
+    ``2 * IO_THREADS`` letters' objects held in memory; a failed write is that letter's trouble."""
+
+    def __init__(self, st: ObjectStore) -> None:
+        import threading
+
+        self.st = st
+        self.pool = ThreadPoolExecutor(max_workers=IO_THREADS)
+        self.slots = threading.BoundedSemaphore(2 * IO_THREADS)
+        self.pending: list[tuple[MessageRef, Any]] = []
+
+    def _put(self, objects: list[tuple[str, bytes, str, dict | None]]) -> None:
+        try:
+            for key, data, content_type, metadata in objects:
+                self.st.put_bytes(key, data, content_type, metadata=metadata)
+        finally:
+            self.slots.release()
+
+    def put(self, ref: MessageRef, objects: list[tuple[str, bytes, str, dict | None]]) -> None:
+        self.slots.acquire()
+        self.pending.append((ref, self.pool.submit(self._put, objects)))
+
+    def settle(self, run: StageRun) -> set[int]:
+        """Wait for every write; the ids whose objects are all stored (the others: ``run.trouble``)."""
+        stored = set()
+        try:
+            for ref, fut in self.pending:
+                exc = fut.exception()
+                if exc is None:
+                    stored.add(ref.id)
+                else:
+                    run.trouble(ref, exc)
+        finally:
+            self.pool.shutdown()
+        return stored
+
+
+def _rendered(writer: _Writer, ref: MessageRef, message, sub: Submission, stamp_result) -> str:
+    """Render (or check the supplied main PDF), build the delivery request, queue both for storing;
+    the PDF's sha256."""
+    from docpost.rendering import RenderError
+
+    try:
+        pdf = _letter_pdf(ref, message, sub, stamp_result, for_print=True)
+        _check_address(sub)
+    except RenderError as exc:  # reported against the main document
+        exc.file = sub.manifest.main_file.name
+        raise
+    digest = hashlib.sha256(pdf).hexdigest()
+    request = _kombi_request(ref, message, sub, stamp_result, pdf)
+    writer.put(ref, [(rendered_key(ref), pdf, "application/pdf", None),
+                        (delivery_key(ref), request, "application/xml", {PDF_SHA256: digest})])
+    return digest
+
+
+def _rendered_moves(done: list[tuple[MessageRef, str]], stored: set[int]) -> list[Move]:
+    return [Move(ref.id, f"pdf sha256 {digest[:16]}", {"pdf_sha256": digest}) for ref, digest in done
+            if ref.id in stored]
 
 
 def render_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
-    """STAMPED -> RENDERED (PDF kept under ``rendered/``, its sha256 on the ledger) | REJECTED."""
-    from docpost.rendering import RenderError
+    """STAMPED -> RENDERED (PDF kept under ``rendered/``, its sha256 on the ledger, the delivery
+    request under ``outbox/``) | REJECTED."""
     from docpost.stamping import stamp
 
-    st, profiles = store(), _profiles()
-
-    def work(ref: MessageRef, message, sub: Submission) -> bytes:
-        result = stamp(sub, profiles)
-        try:
-            pdf = _letter_pdf(ref, message, sub, result, for_print=True)
-            _check_address(sub)
-        except RenderError as exc:  # reported against the main document
-            exc.file = sub.manifest.main_file.name
-            raise
-        return pdf
+    profiles = _profiles()
 
     def body(run: StageRun) -> dict:
-        stored = _put_each(st, run, run.each(work))
-        return run.finish([Move(ref.id, f"pdf sha256 {digest[:16]}", {"pdf_sha256": digest})
-                           for ref, digest in stored])
+        writer = _Writer(store())
+        done = run.each(lambda ref, message, sub: _rendered(writer, ref, message, sub, stamp(sub, profiles)))
+        return run.finish(_rendered_moves(done, writer.settle(run)))
 
     return _run(chunk, RENDER, actor, body)
+
+
+PREPARE = Stage("prepare", (S.RECEIVED, S.VALIDATED, S.STAMPED), S.RENDERED)
+FIRST_STEP = {S.RECEIVED: VALIDATE, S.VALIDATED: STAMP, S.STAMPED: RENDER}  # where prepare takes a letter up
+
+
+def prepare_chunk(chunk: dict | Chunk, *, actor: str) -> dict:
+    """RECEIVED | VALIDATED | STAMPED -> RENDERED | REJECTED: the CPU stages of a chunk in one pass.
+
+    Each letter's files are read once (pinned to the ETags collect recorded), then it is
+    validated, stamped and rendered, and its delivery request built, one letter after the other;
+    the PDF and the delivery request are stored while the next letter is worked on. The ledger
+    records VALIDATED, STAMPED and RENDERED in bulk with their events, as the separate stages
+    would, so a letter's history, ``docpost status`` and a resumed run are the same; a letter's
+    problem rejects it at the step it happened in (report under ``rejected/`` naming that step)."""
+    from docpost.stamping import stamp
+
+    profiles = _profiles()
+
+    def body(run: StageRun) -> dict:
+        writer = _Writer(store())
+        validated: list[Move] = []
+        stamped: list[Move] = []
+        run.at.update({ref.id: FIRST_STEP[ref.state].name for ref in run.refs})
+
+        def work(ref: MessageRef, message, sub: Submission) -> str:
+            if ref.state == S.RECEIVED:
+                validated.append(_validated(ref, sub))
+            run.at[ref.id] = STAMP.name
+            result = stamp(sub, profiles)
+            if ref.state in (S.RECEIVED, S.VALIDATED):
+                stamped.append(_stamped(ref, result))
+            run.at[ref.id] = RENDER.name
+            return _rendered(writer, ref, message, sub, result)
+
+        done = run.each(work)
+        stored = writer.settle(run)
+        led = ledger()
+        run.record(led.transition_each(validated, S.VALIDATED, actor, [S.RECEIVED], fence=run.fence))
+        run.record(led.transition_each(stamped, S.STAMPED, actor, [S.VALIDATED], fence=run.fence))
+        return run.finish(_rendered_moves(done, stored), validated=len(validated), stamped=len(stamped))
+
+    return _run(chunk, PREPARE, actor, body)
 
 
 @lru_cache(maxsize=2)
@@ -801,20 +901,61 @@ def deliver_chunk(chunk: dict | Chunk, *, actor: str, dry_run: bool = False) -> 
 
     if dry_run:
         return Chunk.of(chunk).as_dict(claimed=0, submitted=0, retrying=0, failed=0, dry_run=1)
+    from docpost.storage import ObjectNotFound
+    from docpost.validation import validate
+
     st, s, profiles = store(), config.settings(), _profiles()
 
-    def work(ref: MessageRef, message, sub: Submission) -> bytes:
+    def rebuilt(ref: MessageRef, message, rows: dict) -> bytes:
+        """A letter rendered without its delivery request (before it was kept): from the submission."""
+        report = validate(_source(st, ref, rows))
+        if not report.valid:
+            raise NoLongerValid(report.to_json()["errors"])
+        sub = report.submission
         result = stamp(sub, profiles)
         return _kombi_request(ref, message, sub, result, _rendered_pdf(st, ref, message, sub, result))
 
+    def request_of(run: StageRun, ref: MessageRef) -> bytes:
+        message = run.rows[ref.id]
+        try:
+            request, metadata = st.get_with_metadata(delivery_key(ref))
+        except ObjectNotFound:
+            return rebuilt(ref, message, run.rows)
+        if metadata.get(PDF_SHA256) != message.pdf_sha256:
+            raise RenderedMissing("the delivery request was not built with the rendered PDF the ledger recorded",
+                                  code="deliver.rendered-pdf-changed")
+        return request
+
+    def reads(run: StageRun, refs: list[MessageRef], pool: ThreadPoolExecutor) -> list[tuple[MessageRef, bytes]]:
+        """The letters' delivery requests: one object per letter, read in parallel."""
+        def one(ref: MessageRef) -> tuple[MessageRef, Any]:
+            try:
+                return ref, request_of(run, ref)
+            except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - sorted by the runner
+                return ref, exc
+
+        bodies = []
+        for ref, outcome in pool.map(one, [r for r in refs if r.id not in run.claims.lost and r.id in run.rows]):
+            if isinstance(outcome, BaseException):
+                run.trouble(ref, outcome)
+            else:
+                bodies.append((ref, outcome))
+        return bodies
+
+    def sent(run: StageRun) -> Iterator[tuple[MessageRef, Any]]:
+        """Each letter with its SF1601 outcome, ``SEND_BATCH`` letters' requests in memory at a time."""
+        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            for first in range(0, len(run.refs), SEND_BATCH):
+                bodies = run.confirm(reads(run, run.refs[first:first + SEND_BATCH], pool))  # never send a
+                if bodies:  # letter whose claim is gone
+                    outcomes = sf1601_client().send_many(
+                        [(ref.transaction_id, request) for ref, request in bodies],
+                        concurrency=s.sf1601_concurrency, attempts=s.sf1601_attempts)
+                    yield from zip((ref for ref, _request in bodies), outcomes)
+
     def body(run: StageRun) -> dict:
-        bodies = run.confirm(run.each(work))  # never send a letter whose claim is gone
-        outcomes = sf1601_client().send_many(
-            [(ref.transaction_id, request) for ref, request in bodies],
-            concurrency=s.sf1601_concurrency, attempts=s.sf1601_attempts,
-        ) if bodies else []
         submitted, retrying, gave_up = [], [], []
-        for (ref, _request), out in zip(bodies, outcomes):
+        for ref, out in sent(run):
             if out.outcome is Outcome.ACCEPTED:
                 tid = out.result.transmission_id if out.result else None
                 submitted.append(Move(ref.id, f"accepted, transmission {tid}" if tid else "accepted", {}))

@@ -449,9 +449,18 @@ class ObjectStore:
 
     # -- objects -----------------------------------------------------------------------------
 
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None, *,
+                  metadata: dict[str, str] | None = None) -> None:
+        """Write the object; ``metadata``: S3 user metadata (ASCII names and values)."""
         extra = {"ContentType": content_type} if content_type else {}
+        if metadata:
+            extra["Metadata"] = metadata
         self._call("put_object", key, Key=key, Body=data, **extra)
+
+    def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """The object's bytes and its S3 user metadata, in one request."""
+        resp = self._call("get_object", key, Key=key)
+        return _read_body(resp, key), dict(resp.get("Metadata") or {})
 
     def put_text(self, key: str, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
         self.put_bytes(key, text.encode("utf-8"), content_type)

@@ -103,7 +103,7 @@ def test_failed_delivery_chunk_fails_the_nightly_run_after_its_summary(tmp_path,
 
     state, tasks = run_and_task_states(env, "docpost_nightly")
     assert tasks["process.deliver"] and set(tasks["process.deliver"]) == {"failed"}, tasks
-    assert set(tasks["process.render"]) == {"success"}, tasks
+    assert set(tasks["process.prepare"]) == {"success"}, tasks
     assert tasks["summary"] == ["success"] and tasks["watcher"] == ["failed"], tasks
     assert ObjectStore().exists(f"reports/{NIGHT.isoformat()}/summary.json")
     assert state == "failed"

@@ -57,8 +57,7 @@ def run_night(day=NIGHT, actor="test-run", chunk_size=25, dry_run=False):
     pipeline.collect(day, actor=actor)
     totals = {}
     for chunk in pipeline.plan_chunks(day, chunk_size=chunk_size):
-        for stage in (pipeline.validate_chunk, pipeline.stamp_chunk, pipeline.render_chunk):
-            chunk = stage(chunk, actor=actor)
+        chunk = pipeline.prepare_chunk(chunk, actor=actor)
         chunk = pipeline.deliver_chunk(chunk, actor=actor, dry_run=dry_run)
         for k, v in chunk.items():
             if isinstance(v, int) and k not in ("index", "count", "first_id", "last_id"):
@@ -237,33 +236,126 @@ def test_faulty_service_every_letter_delivered_exactly_once(night, monkeypatch):
     assert all(m.state in (MessageState.SUBMITTED, MessageState.FAILED) for m in retried)
 
 
-def test_delivery_isolates_a_changed_or_missing_rendered_pdf_and_a_changed_submission(night):
+def test_delivery_sends_the_kept_request_and_isolates_a_changed_one_or_a_changed_submission(night):
+    """Deliver reads one object per letter, the delivery request prepare kept. A request that was
+    not built with the recorded PDF fails alone; a letter rendered before requests were kept
+    (none under outbox/) is built again from its submission and its rendered PDF (made again
+    when gone), and fails alone when the submission changed since."""
     store, sim, expected = night
     pipeline.collect(NIGHT, actor="t")
     chunks = pipeline.plan_chunks(NIGHT, chunk_size=100)
     for chunk in chunks:
-        for stage in (pipeline.validate_chunk, pipeline.stamp_chunk, pipeline.render_chunk):
-            stage(chunk, actor="t")
+        pipeline.prepare_chunk(chunk, actor="t")
     led = pipeline.ledger()
     rendered = [m for m in led.messages(led.message_ids()) if m.state == MessageState.RENDERED]
-    changed_pdf, missing_pdf, changed_sub = rendered[:3]
-    store.put_bytes(pipeline.rendered_key(changed_pdf.ref), b"%PDF-1.4 not the rendered letter", "application/pdf")
-    store.client.delete_object(Bucket=store.bucket, Key=pipeline.rendered_key(missing_pdf.ref))
-    manifest = changed_sub.s3_prefix + "manifest.xml"
+    changed_request, old_missing_pdf, old_changed_sub, pdf_changed_after = rendered[:4]
+    request = store.get_bytes(pipeline.delivery_key(changed_request.ref))
+    store.put_bytes(pipeline.delivery_key(changed_request.ref), request, "application/xml",
+                    metadata={pipeline.PDF_SHA256: "0" * 64})
+    for m in (old_missing_pdf, old_changed_sub):  # rendered before delivery requests were kept
+        store.client.delete_object(Bucket=store.bucket, Key=pipeline.delivery_key(m.ref))
+    store.client.delete_object(Bucket=store.bucket, Key=pipeline.rendered_key(old_missing_pdf.ref))
+    manifest = old_changed_sub.s3_prefix + "manifest.xml"
     store.put_bytes(manifest, store.get_bytes(manifest).replace(b"?>", b"?><!-- changed -->", 1))
+    store.put_bytes(pipeline.rendered_key(pdf_changed_after.ref), b"%PDF-1.4 not read by delivery", "application/pdf")
 
     totals = {}
     for chunk in chunks:  # no exception: each letter's trouble stays its own
         for k, v in pipeline.deliver_chunk(chunk, actor="t").items():
             totals[k] = totals.get(k, 0) + v if isinstance(v, int) else v
-    a, b, c = led.messages([changed_pdf.id, missing_pdf.id, changed_sub.id])
+    a, b, c, d = led.messages([changed_request.id, old_missing_pdf.id, old_changed_sub.id, pdf_changed_after.id])
     assert (a.state, a.reason_code) == (MessageState.FAILED, "deliver.rendered-pdf-changed")
-    assert b.state == MessageState.SUBMITTED  # rendered again, the same letter
-    assert store.get_bytes(pipeline.rendered_key(missing_pdf.ref))[:5] == b"%PDF-"
+    assert b.state == MessageState.SUBMITTED  # built again, rendered again: the same letter
+    assert store.get_bytes(pipeline.rendered_key(old_missing_pdf.ref))[:5] == b"%PDF-"
     assert (c.state, c.reason_code) == (MessageState.FAILED, "submission.changed")
+    assert d.state == MessageState.SUBMITTED  # the kept request is what is sent
     for m, code in ((a, "deliver.rendered-pdf-changed"), (c, "submission.changed")):
         report = json.loads(store.get_bytes(f"rejected/{m.source_system}/{NIGHT.isoformat()}/{m.submission_id}/rejection.json"))
         assert report["stage"] == "deliver" and report["errors"][0]["code"] == code
     others = [m for m in led.messages([r.id for r in rendered[3:]])]
     assert others and all(m.state in (MessageState.SUBMITTED, MessageState.FAILED) for m in others)
-    assert totals["failed"] >= 2 and totals["submitted"] >= len(rendered) - 3 - totals["failed"]
+    assert totals["failed"] >= 2 and totals["submitted"] >= len(rendered) - 2 - totals["failed"]
+
+
+def test_prepare_reads_each_file_once_records_every_step_and_deliver_reads_one_object(night, monkeypatch):
+    """The CPU stages in one pass: each submitted file is read once (an empty one not at all),
+    two objects are written per rendered letter (PDF, delivery request), and the ledger has
+    VALIDATED, STAMPED and RENDERED with their events as the separate stages record them; a
+    rejected letter is rejected at the step it failed in. Deliver reads one object per letter."""
+    from collections import Counter
+
+    from docpost.storage import ObjectStore as Store
+
+    store, _sim, _expected = night
+    pipeline.collect(NIGHT, actor="t")
+    led = pipeline.ledger()
+    ops: Counter = Counter()
+    call = Store._call
+
+    reads: Counter = Counter()
+
+    def counted(self, op, key=None, **kwargs):
+        ops[op, (key or "").split("/")[0]] += 1
+        if op == "get_object":
+            reads[key] += 1
+        return call(self, op, key, **kwargs)
+
+    monkeypatch.setattr(Store, "_call", counted)
+    for chunk in pipeline.plan_chunks(NIGHT, chunk_size=25):
+        pipeline.prepare_chunk(chunk, actor="t")
+    msgs = led.messages(led.message_ids())
+    rendered = [m for m in msgs if m.state == MessageState.RENDERED]
+    rejected = [m for m in msgs if m.state == MessageState.REJECTED]
+    assert rendered and rejected
+    assert max(n for key, n in reads.items() if key.startswith("inbox/")) == 1  # no file read twice
+    for m in rendered:  # every file of a rendered letter read, _READY (empty) not
+        assert {m.s3_prefix + name for name, (size, _e) in m.listing.items() if size} <= set(reads)
+        assert m.s3_prefix + "_READY" not in reads
+    assert ops["put_object", "rendered"] == ops["put_object", "outbox"] == len(rendered)
+    assert ops["put_object", "rejected"] == 2 * len(rejected)
+    assert not ops["list_objects_v2", "inbox"]
+    for m in rendered:
+        steps = [(e.from_state, e.to_state) for e in led.history(m.id)][1:]
+        assert steps == [(MessageState.RECEIVED, MessageState.VALIDATED), (MessageState.VALIDATED, MessageState.STAMPED),
+                         (MessageState.STAMPED, MessageState.RENDERED)], steps
+        assert m.recipient_masked and m.reply_type and m.pdf_sha256
+    stages = Counter()
+    for m in rejected:
+        report = json.loads(store.get_bytes(f"rejected/{m.source_system}/{NIGHT.isoformat()}/{m.submission_id}/rejection.json"))
+        stages[report["stage"]] += 1
+        if report["stage"] != "validate":  # validated first, then refused by a later step
+            assert MessageState.VALIDATED in [e.to_state for e in led.history(m.id)]
+    assert stages["validate"] and set(stages) <= {"validate", "stamp", "render"}
+
+    ops.clear()
+    for chunk in pipeline.plan_chunks(NIGHT, chunk_size=25):
+        pipeline.deliver_chunk(chunk, actor="t")
+    assert ops["get_object", "outbox"] == len(rendered) and not ops["get_object", "inbox"]
+
+
+def test_prepare_takes_each_letter_up_where_it_stands_and_a_rerun_changes_nothing(night):
+    """Letters left VALIDATED or STAMPED (by the separate stages, or a run killed between its
+    ledger writes) are taken up from there: each step recorded once, nothing recorded twice."""
+    pipeline.collect(NIGHT, actor="t")
+    (chunk,) = pipeline.plan_chunks(NIGHT, chunk_size=100)
+    led = pipeline.ledger()
+    ids = led.message_ids()
+    third = ids[len(ids) // 3]
+    pipeline.validate_chunk(pipeline.Chunk.of(chunk).as_dict() | {"last_id": ids[2 * len(ids) // 3]}, actor="t")
+    pipeline.stamp_chunk(pipeline.Chunk.of(chunk).as_dict() | {"last_id": third}, actor="t")
+    before = {m.id: m.state for m in led.messages(ids)}
+    assert {MessageState.RECEIVED, MessageState.VALIDATED, MessageState.STAMPED} <= set(before.values())
+    first = pipeline.prepare_chunk(chunk, actor="t")
+    received = [i for i, s in before.items() if s == MessageState.RECEIVED]
+    assert 0 < first["validated"] == sum(
+        1 for i in received if MessageState.VALIDATED in [e.to_state for e in led.history(i)])
+    assert first["stamped"] >= first["validated"] and first["rendered"] > 0
+    for m in led.messages(ids):
+        steps = [e.to_state for e in led.history(m.id)]
+        assert len(steps) == len(set(steps)), (m.id, steps)  # no step twice
+        if m.state == MessageState.RENDERED:
+            assert steps[-3:] == [MessageState.VALIDATED, MessageState.STAMPED, MessageState.RENDERED]
+    after = [(m.id, m.state, m.pdf_sha256, len(led.history(m.id))) for m in led.messages(ids)]
+    again = pipeline.prepare_chunk(chunk, actor="t")
+    assert again["claimed"] == 0
+    assert [(m.id, m.state, m.pdf_sha256, len(led.history(m.id))) for m in led.messages(ids)] == after

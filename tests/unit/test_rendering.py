@@ -211,6 +211,41 @@ def test_same_input_renders_identical_bytes_also_in_a_fresh_process(pdfs, tmp_pa
     assert fresh == pdfs["company"]
 
 
+def test_a_letter_renders_the_same_bytes_whatever_the_process_rendered_before(tmp_path):
+    """Fonts, logo and parsed paragraphs are prepared once per process: what a letter becomes
+    must not depend on the letters before it (first in a fresh process, or after many others)."""
+    from reportlab import rl_config
+
+    logo = tmp_path / "logo.png"
+    Image.new("RGB", (240, 80), (0, 70, 140)).save(logo)
+    script = (
+        "import sys; from docpost.rendering import render_letter; from docpost_testbench import samples; "
+        f"sys.stdout.buffer.write(render_letter(samples.generated_letter(7), samples.letterhead({str(logo)!r}), "
+        f"{REPLY!r}, 'R-7', samples.CREATED))"
+    )
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True).stdout
+    a85 = rl_config.useA85
+    for n in range(30):  # other letters first: other glyphs, subsets, paragraphs, with and without a logo
+        head = samples.letterhead(str(logo) if n % 2 else None)
+        render_letter(samples.generated_letter(100 + n), head, REPLY, f"R-{n}", samples.CREATED)
+    render(samples.edge_letter())
+    after = render_letter(samples.generated_letter(7), samples.letterhead(str(logo)), REPLY, "R-7", samples.CREATED)
+    assert after == fresh
+    assert rl_config.useA85 == a85  # no global switch flipped per letter
+    for page in PdfReader(io.BytesIO(after)).pages:  # page streams: binary Flate, no ASCII85 layer
+        assert page["/Contents"].get_object()["/Filter"] in ("/FlateDecode", ["/FlateDecode"])
+
+
+def test_a_changed_logo_file_is_read_again(tmp_path):
+    logo = tmp_path / "logo.png"
+    Image.new("RGB", (240, 80), (0, 70, 140)).save(logo)
+    first = render_letter(samples.citizen_letter(), samples.letterhead(str(logo)), REPLY, "R-1", samples.CREATED)
+    Image.new("RGB", (240, 80), (200, 30, 30)).save(logo)
+    os.utime(logo, ns=(logo.stat().st_atime_ns, logo.stat().st_mtime_ns + 1_000_000_000))
+    second = render_letter(samples.citizen_letter(), samples.letterhead(str(logo)), REPLY, "R-1", samples.CREATED)
+    assert first != second
+
+
 def test_created_and_reference_change_the_bytes(pdfs):
     import datetime as dt
 

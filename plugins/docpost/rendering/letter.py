@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import re
+from functools import cached_property
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -13,6 +14,7 @@ from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.lib.utils import simpleSplit
+from reportlab.pdfbase.pdfdoc import PDFStream, PDFZCompress
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
@@ -31,9 +33,10 @@ from reportlab.platypus import Paragraph as RLParagraph
 
 from docpost import model
 from docpost.rendering import pdfa
-from docpost.rendering.errors import AddressDoesNotFit, LogoUnreadable, NoLetterText
+from docpost.rendering.errors import AddressDoesNotFit, NoLetterText
 from docpost.rendering.fonts import register_fonts
 from docpost.rendering.layout import PAGE_HEIGHT, PAGE_WIDTH, PageLayout
+from docpost.rendering.logo import draw_logo, prepared_logo
 
 MONTHS_DA = (
     "januar", "februar", "marts", "april", "maj", "juni",
@@ -90,6 +93,24 @@ def address_lines(submission: model.Submission) -> list[str]:
     return [plain(line) for line in lines]
 
 
+_PARSED: dict[tuple[str, str], tuple[str, list]] = {}  # markup, style name -> cleaned text, fragments
+PARSED_KEPT = 20_000
+
+
+def _paragraph(text: str, style: ParagraphStyle) -> RLParagraph:
+    """``Paragraph(text, style)``, its markup parsed once per process (letters repeat their
+    standard paragraphs; reportlab reads the fragments and never changes them)."""
+    key = (text, style.name)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        para = RLParagraph(text, style)
+        if len(_PARSED) >= PARSED_KEPT:
+            _PARSED.clear()
+        _PARSED[key] = (para.text, para.frags)
+        return para
+    return RLParagraph(parsed[0], style, frags=list(parsed[1]))
+
+
 def _styles(regular: str, bold: str) -> dict[str, ParagraphStyle]:
     base = ParagraphStyle(
         "body", fontName=regular, fontSize=BODY_SIZE, leading=BODY_LEADING, alignment=TA_LEFT,
@@ -109,14 +130,14 @@ def _styles(regular: str, bold: str) -> dict[str, ParagraphStyle]:
 
 
 def _story(letter: model.Letter, title: str, width: float, st: dict[str, ParagraphStyle], bold: str) -> list:
-    story: list = [RLParagraph(markup(title), st["title"])]
+    story: list = [_paragraph(markup(title), st["title"])]
     for block in letter.blocks:
         if isinstance(block, model.Heading):
-            story.append(RLParagraph(markup(block.text), st["h1" if block.level <= 1 else "h2"]))
+            story.append(_paragraph(markup(block.text), st["h1" if block.level <= 1 else "h2"]))
         elif isinstance(block, model.Paragraph):
-            story.append(RLParagraph(markup(block.text), st["body"]))
+            story.append(_paragraph(markup(block.text), st["body"]))
         elif isinstance(block, model.BulletList):
-            items = [ListItem(RLParagraph(markup(t), st["item"])) for t in block.items]
+            items = [ListItem(_paragraph(markup(t), st["item"])) for t in block.items]
             kw = (dict(bulletType="1", bulletFormat="%s.") if block.ordered
                   else dict(bulletType="bullet", start="•"))
             story.append(ListFlowable(items, bulletFontName=st["body"].fontName, bulletFontSize=BODY_SIZE,
@@ -127,12 +148,12 @@ def _story(letter: model.Letter, title: str, width: float, st: dict[str, Paragra
     if letter.closing or letter.signature:
         closing = [Spacer(0, 8)]
         if letter.closing:
-            closing.append(RLParagraph(markup(letter.closing), st["body"]))
+            closing.append(_paragraph(markup(letter.closing), st["body"]))
             closing.append(Spacer(0, 10))
         if letter.signature:
             sig = [markup(line) for line in letter.signature]
             sig[0] = f'<font name="{bold}">{sig[0]}</font>'
-            closing.append(RLParagraph("<br/>".join(sig), st["body"]))
+            closing.append(_paragraph("<br/>".join(sig), st["body"]))
         story.append(KeepTogether(closing))
     return story
 
@@ -145,7 +166,7 @@ def _table(block: model.Table, width: float, st: dict[str, ParagraphStyle]) -> l
     for i, row in enumerate(block.rows):
         style = st["cellhead"] if block.header and i == 0 else st["cell"]
         cells = list(row) + [""] * (ncols - len(row))
-        rows.append([RLParagraph(markup(c), style) for c in cells])
+        rows.append([_paragraph(markup(c), style) for c in cells])
     commands = [
         ("FONTNAME", (0, 0), (-1, -1), st["cell"].fontName),  # else reportlab selects Helvetica
         ("GRID", (0, 0), (-1, -1), 0.5, colors.Color(0.55, 0.55, 0.55)),
@@ -180,13 +201,10 @@ class _LetterCanvas(Canvas):
             self._letter_footer(self, number, total)
             super().showPage()
         self._finish(self)
-        from reportlab import rl_config
-
-        a85, rl_config.useA85 = rl_config.useA85, 0  # binary Flate streams: ~20 % smaller than ASCII85
-        try:
-            super().save()
-        finally:
-            rl_config.useA85 = a85
+        for page in self._doc.Pages.pages:  # binary Flate streams: ~20 % smaller than reportlab's ASCII85
+            page.Contents = PDFStream(content=page.stream, filters=[PDFZCompress])
+            page.Contents.__Comment__ = "page stream"
+        super().save()
 
 
 class _Renderer:
@@ -230,6 +248,7 @@ class _Renderer:
         out.append((self.regular, f"Ref.: {self.reference}"))
         return out
 
+    @cached_property
     def wrapped_info(self) -> list[tuple[str, str]]:
         width = (PAGE_WIDTH / mm - self.layout.margin_right - self.layout.info_left) * mm
         out = []
@@ -243,7 +262,7 @@ class _Renderer:
     def first_body_top(self) -> float:
         """Millimetres from the top where the body starts on page 1 (below window and info column)."""
         lay = self.layout
-        info_bottom = lay.info_top + (len(self.wrapped_info()) * INFO_LEADING) / mm + 3
+        info_bottom = lay.info_top + (len(self.wrapped_info) * INFO_LEADING) / mm + 3
         return max(lay.first_body_top, info_bottom + 4, lay.address_field.bottom + lay.window_clearance + 4)
 
     def draw_first_page(self, canv: Canvas, doc) -> None:
@@ -252,7 +271,7 @@ class _Renderer:
         # info column
         lay = self.layout
         y = lay.info_top
-        for font, text in self.wrapped_info():
+        for font, text in self.wrapped_info:
             if text:
                 canv.setFont(font, INFO_SIZE)
                 canv.drawString(lay.info_left * mm, _top(y), text)
@@ -263,9 +282,8 @@ class _Renderer:
     def draw_letterhead(self, canv: Canvas) -> None:
         """Logo (optional) on the left, the municipality's name on the right (call :meth:`load_logo` first)."""
         lay = self.layout
-        if self.head.logo_path:
-            canv.drawImage(self.logo, lay.margin_left * mm, _top(lay.margin_top + 14),
-                           width=60 * mm, height=18 * mm, preserveAspectRatio=True, anchor="sw", mask="auto")
+        if self.logo is not None:
+            draw_logo(canv, self.logo, lay.margin_left * mm, _top(lay.margin_top + 14), 60 * mm, 18 * mm)
         canv.setFont(self.bold, 15)
         canv.drawString(lay.info_left * mm, _top(lay.margin_top + 2), plain(self.head.municipality))
 
@@ -294,16 +312,8 @@ class _Renderer:
         return (lay.address_field.width - 2 * lay.address_indent) * mm
 
     def load_logo(self) -> None:
-        """Read the letterhead logo (if any); raises :class:`LogoUnreadable`."""
-        if self.head.logo_path:
-            from reportlab.lib.utils import ImageReader
-
-            try:
-                self.logo = ImageReader(self.head.logo_path)
-                self.logo.getSize()
-            except (OSError, ValueError) as exc:
-                raise LogoUnreadable(f"The letterhead logo cannot be read ({type(exc).__name__}); "
-                                     "check the sending profile's logo path.") from None
+        """The letterhead logo (if any), prepared once per process; raises :class:`LogoUnreadable`."""
+        self.logo = prepared_logo(self.head.logo_path) if self.head.logo_path else None
 
     def fitted_address(self, max_width: float) -> list[str]:
         """The address lines, long lines wrapped; raises if they cannot fit the window."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -67,7 +68,7 @@ def finish(canv, meta: Metadata) -> None:
     xmp = XMP(creator=lambda _doc: xmp_packet(meta, producer).encode("utf-8"))
     xmp.filters = []  # PDF/A: the metadata stream stays unfiltered, readable as plain XML
     doc.Catalog.Metadata = xmp
-    icc = PDFStream(PDFDictionary({"N": 3}), ICC_PROFILE.read_bytes())
+    icc = PDFStream(PDFDictionary({"N": 3}), _icc_profile())
     intent = PDFDictionary({
         "Type": PDFName("OutputIntent"),
         "S": PDFName("GTS_PDFA1"),
@@ -77,6 +78,12 @@ def finish(canv, meta: Metadata) -> None:
         "DestOutputProfile": doc.Reference(icc),
     })
     doc.Catalog.OutputIntents = PDFArray([intent])
+
+
+@cache
+def _icc_profile() -> bytes:
+    """The sRGB profile's bytes, read once per process."""
+    return ICC_PROFILE.read_bytes()
 
 
 def xmp_packet(meta: Metadata, producer: str) -> str:
