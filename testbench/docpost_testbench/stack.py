@@ -605,6 +605,16 @@ def migrate_db(env: dict[str, str], timeout: float = 300) -> None:
         raise StackStartError("airflow db migrate failed", log_tail=log.read_text(errors="replace")[-4000:])
 
 
+def admin_password(home: Path) -> str:
+    """The admin's password in ``home``: chosen on first use and written where the simple auth
+    manager keeps it (``$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated``, 0600)."""
+    password_file = Path(home) / PASSWORD_FILE
+    if not password_file.exists():
+        password_file.write_text(json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}) + "\n")
+        password_file.chmod(0o600)
+    return json.loads(password_file.read_text())[ADMIN_USER]
+
+
 def start_standalone(home: Path, env: dict[str, str] | None = None, *, timeout: float = 300.0,
                      db_template: Path | None | bool = True) -> AirflowHandle:
     """Start ``airflow standalone`` in ``home`` and wait until its API answers.
@@ -623,11 +633,7 @@ def start_standalone(home: Path, env: dict[str, str] | None = None, *, timeout: 
     if db_template:
         install_metadata_db(env, None if db_template is True else Path(db_template))
     Path(env.get("DOCPOST_HOME", home / "docpost")).mkdir(parents=True, exist_ok=True)
-    password_file = home / PASSWORD_FILE
-    if not password_file.exists():
-        password_file.write_text(json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}) + "\n")
-        password_file.chmod(0o600)
-    password = json.loads(password_file.read_text())[ADMIN_USER]
+    password = admin_password(home)
     url = env["AIRFLOW__API__BASE_URL"]
     # SIGINT first: standalone shuts its components down on KeyboardInterrupt.
     handle = _spawn([_bin("airflow"), "standalone"], env, home / "standalone.log", signal.SIGINT)

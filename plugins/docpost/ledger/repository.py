@@ -49,6 +49,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -91,6 +92,9 @@ log = logging.getLogger(__name__)
 
 #: Ids per statement (IN lists, row locks). Well below SQLite's and PostgreSQL's parameter limits.
 CHUNK = 5000
+#: The PostgreSQL advisory lock that serialises migrations of the ledger (with the database's name
+#: hashed as its second key: ledgers in other databases of the server do not wait for each other).
+MIGRATION_LOCK_KEY = 0x646F6370  # "docp"
 
 S = MessageState
 
@@ -199,10 +203,22 @@ class Ledger:
     # -- schema -------------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply the Alembic migrations (idempotent)."""
+        """Apply the Alembic migrations (idempotent). On PostgreSQL under an advisory lock, so that
+        concurrent first uses (tasks on several workers, the init step) migrate once, in turn."""
         from docpost import migrations
 
-        migrations.upgrade(self.engine, revision)
+        if self.dialect != "postgresql":
+            migrations.upgrade(self.engine, revision)
+            return
+        with self.engine.connect() as lock:
+            lock.execute(text("SELECT pg_advisory_lock(:key, hashtext(current_database()))"),
+                         {"key": MIGRATION_LOCK_KEY})
+            try:
+                migrations.upgrade(self.engine, revision)
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:key, hashtext(current_database()))"),
+                             {"key": MIGRATION_LOCK_KEY})
+                lock.commit()
 
     def revision(self) -> str | None:
         """The schema revision of this database (None: not migrated)."""
@@ -972,6 +988,31 @@ class Ledger:
                 .group_by(messages.c.reason_code).order_by(messages.c.reason_code)).all())
         return Report(submission_date, sum(by_state.values()), by_state, by_channel, by_source, found, pending, overdue,
                       held)
+
+    # -- the operator view (docpost.ui) ------------------------------------------------------------
+
+    def counts(self, first_date: dt.date, last_date: dt.date) -> list[tuple[str, str | None, str, str | None, int]]:
+        """Messages of the submission dates ``first_date`` .. ``last_date`` counted by
+        ``(source system, document type, state, channel)``: what the operator view's night and
+        per-department statistics are made of (one grouped query)."""
+        key = (messages.c.source_system, messages.c.document_type, messages.c.state, messages.c.channel)
+        with self._read() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(*key, func.count())
+                .where(messages.c.submission_date >= first_date, messages.c.submission_date <= last_date)
+                .group_by(*key).order_by(*key))]
+
+    def receipts_of(self, message_id: int) -> list[dict[str, Any]]:
+        """The receipts recorded for a message, of every generation, oldest first: outcome,
+        channel, status and error code, when, and what became of each (``disposition``)."""
+        uuids = select(generations.c.message_uuid).where(generations.c.message_id == message_id).union(
+            select(messages.c.message_uuid).where(messages.c.id == message_id))
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(receipts.c.message_uuid, receipts.c.outcome, receipts.c.channel, receipts.c.status_code,
+                       receipts.c.error_code, receipts.c.at, receipts.c.received_at, receipts.c.disposition)
+                .where(or_(receipts.c.message_id == message_id, receipts.c.message_uuid.in_(uuids)))
+                .order_by(receipts.c.id))]
 
     # -- receipts -----------------------------------------------------------------------------
 
