@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml testbench/pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e . -e ./testbench
+	# The editable build leaves docpost.egg-info in plugins/, which is on sys.path: Airflow would
+	# then find the docpost plugin's entry point twice ("already registered", an import error).
+	rm -rf plugins/docpost.egg-info
 	touch $(STAMP)
 
 venv: $(STAMP)
