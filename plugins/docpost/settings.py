@@ -136,6 +136,21 @@ class Settings(BaseSettings):
     postmodtag_key: str | None = Field(None, description="its private key (PEM file)")
     postmodtag_client_ca: str | None = Field(None, description="CA of the Postkomponent's client certificates (mutual TLS)")
 
+    # -- send now: the submit API (one letter from a caseworker's system, sent within minutes)
+    sendnow_host: str = Field("127.0.0.1", description="address the submit API listens on")
+    sendnow_port: int = Field(8607, ge=0, le=65535, description="its port (0: any free port)")
+    sendnow_cert: str | None = Field(None, description="the submit API's server certificate (PEM file)")
+    sendnow_key: str | None = Field(None, description="its private key (PEM file)")
+    sendnow_client_ca: str | None = Field(None, description="CA of the source systems' client certificates (mutual TLS)")
+    sendnow_tokens: SecretStr | None = Field(None, description="source-system=token pairs, comma-separated: "
+                                             "who may submit, and as which source system")
+    sendnow_chunk_size: int = Field(100, ge=1, description="letters per mapped chunk task of docpost_now")
+    airflow_api_url: str | None = Field(None, description="Airflow's API server, where the submit API raises "
+                                        "the docpost_now asset event (unset: no event; the nightly takes the letter)")
+    airflow_api_user: str | None = Field(None, description="Airflow user allowed to create asset events")
+    airflow_api_password: SecretStr | None = Field(None, description="its password")
+    submit_token: SecretStr | None = Field(None, description="`docpost submit`'s token for the submit API")
+
     # -- mail (replies)
     smtp_host: str | None = Field(None, description="mail server; unset: smtp_default under Airflow, else localhost")
     smtp_port: int = Field(25, ge=1, le=65535)

@@ -59,7 +59,7 @@ def test_nightly_shape():
     result = parse(ROOT / "dags" / "docpost_nightly.py")
     tasks = result["tasks"]["docpost_nightly"]
     assert tasks[:2] == ["collect", "plan"]
-    assert {"process.validate", "process.stamp", "process.render", "process.deliver", "summary"} <= set(tasks)
+    assert {"process.prepare", "process.deliver", "summary"} <= set(tasks)
     # no task id carries anything from a letter: ids are fixed names, letters live in chunks
     assert all(t.replace("process.", "").isidentifier() for t in tasks)
 
@@ -123,3 +123,17 @@ def test_audit_shape_and_schedule():
     assert dag.timetable.summary.startswith("0 6 * * 1")
     assert str(dag.timetable._timezone.name) == "Europe/Copenhagen"
     assert dag.default_args["retries"] >= 1
+
+
+def test_now_shape_and_asset_schedule():
+    """Send now: started by the submit API's asset event, one run at a time (events raised meanwhile
+    start one next run), the nightly's stages per chunk, deliveries in the same pool."""
+    from docpost.sendnow import ASSET_NAME
+
+    result = parse(ROOT / "dags" / "docpost_now.py")
+    assert result["tasks"]["docpost_now"] == ["plan", "process.prepare", "process.deliver", "watcher"]
+    dag = load(ROOT / "dags" / "docpost_now.py")
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert [(a.name, a.uri) for a in dag.timetable.asset_condition.objects] == [(ASSET_NAME, ASSET_NAME)]
+    assert dag.get_task("process.deliver").pool == "docpost_sf1601"
+    assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
