@@ -72,6 +72,14 @@ def iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD, not {text!r}") from None
 
 
+def port(text: str) -> int:
+    """An argparse ``type`` for a TCP port to listen on (0: any free port)."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0..65535 (0: any free port)")
+    return value
+
+
 def accepts_output(parser: argparse.ArgumentParser) -> bool:
     """Whether a (sub-)parser has the ``--output`` option."""
     return any("--output" in action.option_strings for action in parser._actions)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from docpost.commands._output import EXIT_OK, UsageError
+from docpost.commands._output import EXIT_OK, UsageError, port
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -32,13 +32,6 @@ def serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be 0..65535 (0: any free port)")
-    return value
-
-
 def register(subparsers) -> None:  # noqa: ANN001
     parser = subparsers.add_parser("postmodtag", help="the SF1606 PostModtag endpoint (inbound messages)")
     sub = parser.add_subparsers(dest="postmodtag_command", metavar="ACTION", required=True)
@@ -49,7 +42,7 @@ def register(subparsers) -> None:  # noqa: ANN001
                     "hostile ones are refused with a reason; storage trouble answers 503. With --cert/--key "
                     "it speaks HTTPS, with --client-ca too it demands the Postkomponent's client certificate.")
     p.add_argument("--host", help="address to listen on (default: DOCPOST_POSTMODTAG_HOST, 127.0.0.1)")
-    p.add_argument("--port", type=_port, help="port (default: DOCPOST_POSTMODTAG_PORT, 8606; 0: any free port)")
+    p.add_argument("--port", type=port, help="port (default: DOCPOST_POSTMODTAG_PORT, 8606; 0: any free port)")
     p.add_argument("--cert", help="server certificate, PEM (default: DOCPOST_POSTMODTAG_CERT)")
     p.add_argument("--key", help="its private key, PEM (default: DOCPOST_POSTMODTAG_KEY)")
     p.add_argument("--client-ca", help="CA of accepted client certificates: mutual TLS "

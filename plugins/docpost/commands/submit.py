@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from docpost.commands._output import EXIT_OK, EXIT_PROBLEM, UsageError, add_output_argument, emit, note
+from docpost.commands._output import EXIT_OK, EXIT_PROBLEM, UsageError, add_output_argument, emit, note, port
 from docpost.errors import ConfigurationError, Unavailable
 
 READY = "_READY"
@@ -105,13 +105,6 @@ def serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be 0..65535 (0: any free port)")
-    return value
-
-
 def register(subparsers) -> None:  # noqa: ANN001
     p = subparsers.add_parser(
         "submit", help="send one submission folder through the submit API (send now)",
@@ -136,6 +129,6 @@ def register(subparsers) -> None:  # noqa: ANN001
                     "HTTPS and mutual TLS with DOCPOST_SENDNOW_CERT/_KEY/_CLIENT_CA), validate, store and register "
                     "each at once, and raise the docpost_now asset event in Airflow (DOCPOST_AIRFLOW_API_URL).")
     s.add_argument("--host", help="address to listen on (default: DOCPOST_SENDNOW_HOST, 127.0.0.1)")
-    s.add_argument("--port", type=_port, help="port (default: DOCPOST_SENDNOW_PORT, 8607; 0: any free port)")
+    s.add_argument("--port", type=port, help="port (default: DOCPOST_SENDNOW_PORT, 8607; 0: any free port)")
     add_output_argument(s)
     s.set_defaults(func=serve)
