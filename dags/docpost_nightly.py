@@ -12,22 +12,18 @@ after its retries still ends failed (``watcher``).
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Param, dag, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from docpost.dag_defaults import START_DATE, TIMEZONE, default_args, fail_run_on_task_failure
+from docpost.dag_defaults import START_DATE, TIMEZONE, default_args, fail_run_on_task_failure, night_of
 
 DELIVERY_POOL = "docpost_sf1601"
 
 
 def _night(context) -> str:
     """The night this run handles: the ``night`` param, else the data interval's start date."""
-    override = (context["params"] or {}).get("night")
-    if override:
-        return str(override)
     start = context["data_interval_start"] or context["logical_date"]
-    return pendulum.instance(start).in_timezone(TIMEZONE).date().isoformat()
+    return night_of((context["params"] or {}).get("night"), start).isoformat()
 
 
 def _actor(context) -> str:

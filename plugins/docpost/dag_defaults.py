@@ -13,6 +13,14 @@ WATCHER = "watcher"
 WATCHER_FAILURE = "a task of this run failed after its retries: the run is failed"
 
 
+def night_of(night: str | None, start: dt.datetime | None) -> dt.date | None:
+    """The night a ``docpost_nightly`` run handles: its ``night`` param, else its data interval's
+    start (or logical date) as a date in Copenhagen; None for a run with neither."""
+    if night:
+        return dt.date.fromisoformat(str(night))
+    return pendulum.instance(start).in_timezone(TIMEZONE).date() if start else None
+
+
 def task_retries() -> int:
     """Retries per task: ``DOCPOST_TASK_RETRIES`` (default 3; the failure tests set 0)."""
     from docpost.settings import settings

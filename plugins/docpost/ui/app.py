@@ -40,12 +40,11 @@ def _default_store():
 def night_of_run(dag_id: str, run_id: str) -> dt.date | None:
     """The night a run of ``docpost_nightly`` handles (its ``night`` param, else its data
     interval's start in Copenhagen, as the DAG decides), read from Airflow's metadata database."""
-    import pendulum
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from docpost.dag_defaults import TIMEZONE
+    from docpost.dag_defaults import night_of
 
     with create_session() as session:
         run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
@@ -53,9 +52,7 @@ def night_of_run(dag_id: str, run_id: str) -> dt.date | None:
             return None
         night = (run.conf or {}).get("night")
         start = run.data_interval_start or run.logical_date
-    if night:
-        return dt.date.fromisoformat(str(night))
-    return pendulum.instance(start).in_timezone(TIMEZONE).date() if start else None
+    return night_of(night, start)
 
 
 def create_app(ledger: Callable[[], Any] = _default_ledger, store: Callable[[], Any] = _default_store) -> FastAPI:
