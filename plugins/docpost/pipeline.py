@@ -79,6 +79,16 @@ def fingerprint(files: dict[str, int], etags: dict[str, str] | None = None) -> s
     return digest.hexdigest()
 
 
+def registration(key: SubmissionKey, files: dict[str, int], etags: dict[str, str]) -> Registration:
+    """What the ledger registers of a READY submission folder (``files``: name -> size, ``_READY``
+    included; ``etags``: name -> ETag as S3 gives it): its identity, fingerprint and listing."""
+    return Registration(
+        source_system=key.source_system, submission_id=key.submission_id, submission_date=key.date,
+        content_hash=fingerprint(files, etags), s3_prefix=key.prefix,
+        listing={name: (size, etags.get(name, "")) for name, size in files.items()},
+    )
+
+
 @dataclass(frozen=True)
 class Chunk:
     """One mapped task's share of a night: messages with ids in [first_id, last_id]."""
@@ -362,11 +372,7 @@ def collect(night: str | dt.date, *, source_systems: list[str] | None = None, ac
     refused = {**scan.refused, **late.refused}
     _refuse_folders(st, refused)
     registrations = [
-        Registration(
-            source_system=key.source_system, submission_id=key.submission_id, submission_date=key.date,
-            content_hash=fingerprint(files, found.etags[key]), s3_prefix=key.prefix,
-            listing={name: (size, found.etags[key].get(name, "")) for name, size in files.items()},
-        )
+        registration(key, files, found.etags[key])
         for found in (scan, late)
         for key, files in ((k, found.files[k]) for k in found.ready)
     ]

@@ -199,8 +199,7 @@ class Intake:
     def accept(self, source_system: str, submission_id: str, files: dict[str, bytes]) -> Accepted:
         """Validate, write and register one submission; :class:`Refused` or :class:`Conflict` when
         it cannot be taken (nothing written), an infrastructure error when S3 or the ledger is away."""
-        from docpost.ledger import Registration
-        from docpost.pipeline import fingerprint
+        from docpost import pipeline
         from docpost.storage import folder_problems
 
         day = today()
@@ -215,11 +214,7 @@ class Intake:
             raise Refused(report.to_json()["errors"])
         files = {**source.files, model.READY_MARKER: b""}
         sizes = {n: len(d) for n, d in files.items()}
-        etags = {n: _md5(d) for n, d in files.items()}
-        registration = Registration(
-            source_system=source_system, submission_id=submission_id, submission_date=day,
-            content_hash=fingerprint(sizes, etags), s3_prefix=key.prefix,
-            listing={n: (sizes[n], f'"{etags[n]}"') for n in files})
+        registration = pipeline.registration(key, sizes, {n: f'"{_md5(d)}"' for n, d in files.items()})
         with self._lock((source_system, submission_id)):
             known = self.ledger().by_submission_id(submission_id, source_system)
             if known:
