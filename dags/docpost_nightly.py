@@ -15,15 +15,9 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from docpost.dag_defaults import START_DATE, TIMEZONE, default_args, fail_run_on_task_failure, night_of
+from docpost.dag_defaults import START_DATE, TIMEZONE, default_args, fail_run_on_task_failure, run_night
 
 DELIVERY_POOL = "docpost_sf1601"
-
-
-def _night(context) -> str:
-    """The night this run handles: the ``night`` param, else the data interval's start date."""
-    start = context["data_interval_start"] or context["logical_date"]
-    return night_of((context["params"] or {}).get("night"), start).isoformat()
 
 
 def _actor(context) -> str:
@@ -60,14 +54,14 @@ def docpost_nightly():
 
         params = context["params"]
         return pipeline.collect(
-            _night(context), source_systems=params["source_systems"] or None, actor=_actor(context)
+            run_night(context), source_systems=params["source_systems"] or None, actor=_actor(context)
         )
 
     @task
     def plan(collected: dict, **context) -> list[dict]:
         from docpost import pipeline
 
-        return pipeline.plan_chunks(_night(context), chunk_size=context["params"]["chunk_size"])
+        return pipeline.plan_chunks(run_night(context), chunk_size=context["params"]["chunk_size"])
 
     @task
     def prepare(chunk: dict, **context) -> dict:
@@ -91,7 +85,7 @@ def docpost_nightly():
     def summary(results: list[dict], **context) -> dict:
         from docpost import pipeline
 
-        return pipeline.summarize(_night(context), actor=_actor(context))
+        return pipeline.summarize(run_night(context), actor=_actor(context))
 
     chunks = plan(collect())
     summary(process.expand(chunk=chunks))

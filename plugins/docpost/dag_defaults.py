@@ -21,6 +21,18 @@ def night_of(night: str | None, start: dt.datetime | None) -> dt.date | None:
     return pendulum.instance(start).in_timezone(TIMEZONE).date() if start else None
 
 
+def run_night(context) -> str:
+    """The night of the running task's DAG run (ISO date), by :func:`night_of`. A run triggered
+    without a logical date has no ``data_interval_start`` or ``logical_date`` in its context at
+    all: it must name its night."""
+    params = context.get("params") or {}
+    start = context.get("data_interval_start") or context.get("logical_date")
+    night = night_of(params.get("night"), start)
+    if night is None:
+        raise ValueError("this run has no logical date: trigger it with the 'night' param (YYYY-MM-DD)")
+    return night.isoformat()
+
+
 def task_retries() -> int:
     """Retries per task: ``DOCPOST_TASK_RETRIES`` (default 3; the failure tests set 0)."""
     from docpost.settings import settings
