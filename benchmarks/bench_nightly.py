@@ -31,18 +31,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docpost_testbench import stack
+from docpost_testbench.measure import CpuSampler, moto_requests
 
 NIGHT = dt.date(2026, 11, 2)
 NAIVE_NIGHT = dt.date(2026, 11, 3)
@@ -50,9 +49,6 @@ BROKEN_SHARE = 0.05
 # the ledger state each step moves messages out of (collect: none, it creates them)
 STEP_FROM = {"validate": ("RECEIVED",), "stamp": ("VALIDATED",), "render": ("STAMPED",),
              "deliver": ("RENDERED", "RETRYING")}
-# moto's access log: '127.0.0.1 - - [date] "GET /bucket/key?query HTTP/1.1" 200 -' (maybe coloured)
-REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|POST|HEAD|DELETE) /([^/ ?]+)/?([^ ?]*)(\?[^ ]*)? HTTP')
-TASK_TITLE = "airflow worker --"  # the task process (Airflow's task runner sets it): docpost's code runs there
 
 NAIVE_DAG = '''\
 """Benchmark only: the naive design, one mapped task per letter (not part of docpost)."""
@@ -105,79 +101,6 @@ def docpost_naive():
 
 docpost_naive()
 '''
-
-
-# --------------------------------------------------------------------------- measuring processes
-
-
-class CpuSampler:
-    """CPU seconds and peak RSS of the processes under ``roots`` (name -> pid), sampled every
-    second; a process titled as a task process counts as ``docpost tasks``."""
-
-    def __init__(self, roots: dict[str, list[int]]) -> None:
-        self.roots = roots
-        self.cpu: dict[int, tuple[str, float]] = {}
-        self.rss: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        import psutil
-
-        for group, pids in self.roots.items():
-            for pid in pids:
-                try:
-                    root = psutil.Process(pid)
-                    procs = [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    continue
-                for proc in procs:
-                    try:
-                        title = " ".join(proc.cmdline())
-                        times = proc.cpu_times()
-                        rss = proc.memory_info().rss
-                    except psutil.Error:
-                        continue
-                    kind = "docpost tasks" if TASK_TITLE in title else group
-                    self.cpu[proc.pid] = (kind, times.user + times.system)
-                    if kind == "docpost tasks":
-                        self.rss[proc.pid] = max(self.rss.get(proc.pid, 0), rss)
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self._sample()
-
-    def start(self) -> CpuSampler:
-        self._sample()
-        self.base = dict(self.cpu)  # what each process had used before the run
-        self._thread.start()
-        return self
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        totals: Counter = Counter()
-        for pid, (kind, seconds) in self.cpu.items():
-            totals[kind] += seconds - self.base.get(pid, (kind, 0.0))[1]
-        return {"cpu": dict(totals), "peak_rss_mib": max(self.rss.values(), default=0) / 2**20,
-                "task_processes": len(self.rss)}
-
-
-def moto_requests(log: Path, bucket: str, since: int = 0) -> tuple[Counter, int]:
-    """Requests to ``bucket`` in moto's access log after line ``since``, by (method, first key
-    part); and the log's line count."""
-    counts: Counter = Counter()
-    n = 0
-    if log.exists():
-        with open(log, errors="replace") as fh:
-            for n, line in enumerate(fh, start=1):
-                if n <= since:
-                    continue
-                m = REQUEST_LINE.search(line)
-                if m and m.group(2) == bucket:
-                    counts[m.group(1), m.group(3).split("/")[0] or "(bucket)"] += 1
-    return counts, n
 
 
 # which stage made a request: (method, first key part)

@@ -8,8 +8,10 @@ serve`` (its own process, raising the docpost_now asset event), the ledger on a 
 database (dropped after). Sends ``--count`` generated letters at an even pace over ``--seconds``
 from ``--clients`` threads, then waits until every letter is SUBMITTED. Prints: accepted and
 refused answers, the API's answer time (median, 99th percentile, max), the pace reached, the time
-until the last letter was SUBMITTED, the docpost_now runs (count, states), and the simulator's
-deliveries (letters, and letters delivered more than once).
+until the last letter was SUBMITTED, the docpost_now runs (count, states), the simulator's
+deliveries (letters, and letters delivered more than once), and the CPU seconds of each part
+during the burst and until the last letter was SUBMITTED: the submit API, docpost's task
+processes, Airflow's own processes, moto, the simulator and the benchmark's clients.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from docpost_testbench import stack
+from docpost_testbench.measure import CpuSampler
 from docpost_testbench.generate import build_submission
 from docpost.commands.submit import post
 from docpost.model import READY_MARKER
@@ -132,6 +135,9 @@ def main() -> int:
             times: list[float] = []
             codes: dict[int, int] = {}
             guard = threading.Lock()
+            sampler = CpuSampler({"submit API": [proc.pid], "Airflow": [airflow.handle.pid],
+                                  "moto": [moto.handle.pid], "simulator": [sim.pid]}).start()
+            client_cpu = time.process_time()
             start = time.perf_counter()
 
             def one(i: int) -> None:
@@ -147,6 +153,7 @@ def main() -> int:
             with ThreadPoolExecutor(max_workers=args.clients) as pool:
                 list(pool.map(one, range(args.count)))
             sent_for = time.perf_counter() - start
+            burst_cpu = {**sampler.totals(), "bench clients": time.process_time() - client_cpu}
             print(f"submits                               {args.count:8d} in {sent_for:.1f} s "
                   f"({args.count / sent_for:.1f}/s)")
             print(f"answers by HTTP status                {dict(sorted(codes.items()))}")
@@ -163,8 +170,14 @@ def main() -> int:
                 if not waiting or time.perf_counter() - start > args.timeout:
                     break
                 time.sleep(2)
-            print(f"last letter SUBMITTED after           {time.perf_counter() - start:8.1f} s from the first "
+            until = time.perf_counter() - start
+            print(f"last letter SUBMITTED after           {until:8.1f} s from the first "
                   f"submit (states: {dict(sorted(counts.items()))})")
+            total_cpu = {**sampler.stop()["cpu"], "bench clients": time.process_time() - client_cpu}
+            for label, window, cpu in (("during the burst", sent_for, burst_cpu), ("until SUBMITTED", until, total_cpu)):
+                print(f"CPU seconds {label:<26}" + ", ".join(
+                    f"{k} {v:.0f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+                    + f" (total {sum(cpu.values()):.0f} of {2 * window:.0f} on 2 cores)")
             runs = api.runs(DAG_ID)
             for run in runs:
                 if run["state"] not in ("success", "failed"):
