@@ -20,7 +20,7 @@ import pytest
 
 from docpost_testbench import stack
 from docpost_testbench.generate import build_submission
-from docpost.commands.submit import post
+from docpost.commands.submit import SubmitClient
 from docpost.model import READY_MARKER
 from docpost.sendnow import DAG_ID, READY_PREFIX
 from docpost.sendnow.intake import today
@@ -118,7 +118,8 @@ def now_runs(now_stack) -> list[dict]:
 
 
 def test_a_letter_sent_now_is_submitted_within_minutes_and_delivered_after_its_receipt(now_stack, monkeypatch):
-    code, answer = post(now_stack["url"], "now-single-1", letter(0), TOKEN)
+    with SubmitClient(now_stack["url"], TOKEN) as client:
+        code, answer = client.post("now-single-1", letter(0))
     assert code == 202, answer
     seen, started = [], time.monotonic()
     while time.monotonic() - started < 240:
@@ -154,9 +155,8 @@ def test_a_letter_sent_now_is_submitted_within_minutes_and_delivered_after_its_r
 def test_a_burst_is_a_handful_of_runs_and_every_letter_is_delivered_once(now_stack):
     before = {r["dag_run_id"] for r in now_runs(now_stack)}
     sends_before = dict(now_stack["sim"].stats()["deliveries"])
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(lambda i: post(now_stack["url"], f"now-burst-{i:03d}", letter(100 + i), TOKEN),
-                                range(BURST)))
+    with SubmitClient(now_stack["url"], TOKEN) as client, ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda i: client.post(f"now-burst-{i:03d}", letter(100 + i)), range(BURST)))
     assert all(code == 202 for code, _a in answers), [a for code, a in answers if code != 202][:3]
     urls = [a["status_url"] for _c, a in answers]
     deadline = time.monotonic() + 420

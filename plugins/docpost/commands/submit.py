@@ -28,24 +28,43 @@ def read_folder(path: Path) -> dict[str, bytes]:
             if p.is_file() and not p.is_symlink() and p.name != READY}
 
 
-def post(url: str, submission_id: str, files: dict[str, bytes], token: str, *, ca: str | None = None,
-         cert: tuple[str, str] | None = None, timeout: float = 60.0) -> tuple[int, dict]:
-    """One ``POST`` of ``files`` (multipart) to the submit API at ``url``: (HTTP status, answer)."""
-    import httpx
+class SubmitClient:
+    """The submit API at ``url`` for one source system (its ``token``): one HTTP client, its
+    connections and TLS context kept for every :meth:`post` (thread-safe)."""
 
-    from docpost.sendnow import SUBMIT_PATH
+    def __init__(self, url: str, token: str, *, ca: str | None = None, cert: tuple[str, str] | None = None,
+                 timeout: float = 60.0) -> None:
+        import httpx
 
-    try:
-        with httpx.Client(verify=ca or True, cert=cert, timeout=timeout) as http:
-            resp = http.post(url.rstrip("/") + SUBMIT_PATH.format(submission_id=submission_id),
-                             headers={"Authorization": f"Bearer {token}"},
-                             files=[("files", (name, data, "application/octet-stream")) for name, data in files.items()])
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"the submit API is unreachable ({type(exc).__name__})") from None
-    try:
-        return resp.status_code, resp.json()
-    except ValueError:
-        return resp.status_code, {"accepted": False, "codes": [f"http.{resp.status_code}"], "errors": []}
+        self.url = url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._http = httpx.Client(verify=ca or True, cert=cert, timeout=timeout)
+
+    def post(self, submission_id: str, files: dict[str, bytes]) -> tuple[int, dict]:
+        """One ``POST`` of ``files`` (multipart): (HTTP status, answer)."""
+        import httpx
+
+        from docpost.sendnow import SUBMIT_PATH
+
+        try:
+            resp = self._http.post(self.url + SUBMIT_PATH.format(submission_id=submission_id), headers=self._auth,
+                                   files=[("files", (name, data, "application/octet-stream"))
+                                          for name, data in files.items()])
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"the submit API is unreachable ({type(exc).__name__})") from None
+        try:
+            return resp.status_code, resp.json()
+        except ValueError:
+            return resp.status_code, {"accepted": False, "codes": [f"http.{resp.status_code}"], "errors": []}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SubmitClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _text(answer: dict) -> str:
@@ -75,8 +94,8 @@ def submit(args: argparse.Namespace) -> int:
         token = secret.get_secret_value()
     if bool(args.cert) != bool(args.key):
         raise UsageError("--cert and --key go together")
-    status, answer = post(args.url, args.id or path.name, files, token, ca=args.ca,
-                          cert=(args.cert, args.key) if args.cert else None)
+    with SubmitClient(args.url, token, ca=args.ca, cert=(args.cert, args.key) if args.cert else None) as client:
+        status, answer = client.post(args.id or path.name, files)
     if status >= 500:
         raise Unavailable(f"the submit API answered {status}: "
                           + ", ".join(answer.get("codes") or ["unavailable"]) + "; nothing was accepted")
