@@ -1,7 +1,7 @@
 """Send now under a burst: N submits spread over a minute through the submit API, with Airflow running.
 
     .venv/bin/python benchmarks/bench_sendnow.py [--count 1000] [--seconds 60] [--clients 16]
-        [--chunk-size 100] [--db-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+        [--chunk-size 100] [--settle SECONDS] [--db-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Starts moto S3, the SF1601 simulator (mutual TLS), ``airflow standalone`` and ``docpost sendnow
 serve`` (its own process, raising the docpost_now asset event), the ledger on a scratch PostgreSQL
@@ -31,7 +31,7 @@ from pathlib import Path
 from docpost_testbench import stack
 from docpost_testbench.measure import CpuSampler
 from docpost_testbench.generate import build_submission
-from docpost.commands.submit import post
+from docpost.commands.submit import SubmitClient
 from docpost.model import READY_MARKER
 from docpost.sendnow import DAG_ID, READY_PREFIX
 from docpost.sendnow.intake import today
@@ -67,6 +67,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="spread the submits over this long")
     parser.add_argument("--clients", type=int, default=16, help="concurrent client threads")
     parser.add_argument("--chunk-size", type=int, default=100, help="DOCPOST_SENDNOW_CHUNK_SIZE")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="DOCPOST_SENDNOW_SETTLE_SECONDS (0: a run starts its work at once)")
     parser.add_argument("--pool", type=int, default=4, help="slots of the docpost_sf1601 pool")
     parser.add_argument("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
                         help="PostgreSQL server; a scratch database is created and dropped")
@@ -104,7 +106,8 @@ def main() -> int:
                       "DOCPOST_SF1601_KEY": str(pki.client_key), "DOCPOST_SF1601_CA": str(pki.ca_cert)}
             home = tmp / "airflow"
             env = stack.airflow_env(home, s3_endpoint_url=moto.url, bucket=bucket, extra_env={
-                "DOCPOST_DB_URL": db_url, "DOCPOST_SENDNOW_CHUNK_SIZE": str(args.chunk_size), **sf1601})
+                "DOCPOST_DB_URL": db_url, "DOCPOST_SENDNOW_CHUNK_SIZE": str(args.chunk_size), **sf1601,
+                **({} if args.settle is None else {"DOCPOST_SENDNOW_SETTLE_SECONDS": str(args.settle)})})
             stack.install_metadata_db(env)
             subprocess.run([str(Path(sys.executable).parent / "airflow"), "pools", "set", "docpost_sf1601",
                             str(args.pool), "SF1601"], env=env, check=True, capture_output=True, timeout=300)
@@ -144,13 +147,13 @@ def main() -> int:
                 due = start + args.seconds * i / args.count
                 time.sleep(max(0.0, due - time.perf_counter()))
                 t0 = time.perf_counter()
-                code, _answer = post(url, f"bench-{i:05d}", letters[i], TOKEN)
+                code, _answer = client.post(f"bench-{i:05d}", letters[i])
                 took = time.perf_counter() - t0
                 with guard:
                     times.append(took)
                     codes[code] = codes.get(code, 0) + 1
 
-            with ThreadPoolExecutor(max_workers=args.clients) as pool:
+            with SubmitClient(url, TOKEN) as client, ThreadPoolExecutor(max_workers=args.clients) as pool:
                 list(pool.map(one, range(args.count)))
             sent_for = time.perf_counter() - start
             burst_cpu = {**sampler.totals(), "bench clients": time.process_time() - client_cpu}

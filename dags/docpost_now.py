@@ -5,7 +5,9 @@ raises after it registered a letter, and triggerable by hand. One run at a time:
 while a run works start a single next run, so a burst of submissions is a handful of runs, each
 splitting every outstanding letter into chunks (``chunk_size``; ``DOCPOST_SENDNOW_CHUNK_SIZE``)
 and running prepare -> deliver per chunk (delivery in the SF1601 pool), exactly as the nightly
-does. Claims fence the letters, so this DAG and a nightly run never work on the same
+does. A run first lets a burst end (``DOCPOST_SENDNOW_SETTLE_SECONDS`` without a new letter, at
+most ``DOCPOST_SENDNOW_SETTLE_MAX_SECONDS``), so that the submit API keeps the CPU while letters
+arrive and the run takes them all at once. Claims fence the letters, so this DAG and a nightly run never work on the same
 letter at once. XCom carries chunk descriptors and counts only.
 """
 
@@ -41,12 +43,9 @@ def _actor(context) -> str:
 def docpost_now():
     @task
     def plan(**context) -> list[dict]:
-        from docpost import pipeline
-        from docpost.sendnow.intake import today
-        from docpost.settings import settings
+        from docpost.sendnow.settle import settled_chunks
 
-        size = context["params"]["chunk_size"] or settings().sendnow_chunk_size
-        return pipeline.plan_chunks(today(), chunk_size=size)
+        return settled_chunks(context["params"]["chunk_size"])
 
     # -- the chunk's stages, as the nightly's: prepare (read once: validate, stamp, render, build
     # the delivery request), then deliver in the delivery pool

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     sendnow_tokens: SecretStr | None = Field(None, description="source-system=token pairs, comma-separated: "
                                              "who may submit, and as which source system")
     sendnow_chunk_size: int = Field(100, ge=1, description="letters per mapped chunk task of docpost_now")
+    sendnow_settle_seconds: float = Field(5.0, ge=0, description="a docpost_now run waits until no letter was "
+                                          "registered for this long before it plans its chunks (a burst ends first)")
+    sendnow_settle_max_seconds: float = Field(60.0, ge=0, description="... but waits no longer than this")
     airflow_api_url: str | None = Field(None, description="Airflow's API server, where the submit API raises "
                                         "the docpost_now asset event (unset: no event; the nightly takes the letter)")
     airflow_api_user: str | None = Field(None, description="Airflow user allowed to create asset events")

@@ -490,3 +490,15 @@ def test_schema_matches_the_models_after_migration(ledger):
         assert compare_metadata(ctx, metadata) == []
     assert {t.name for t in (messages, events, conflicts, receipts)} <= set(
         __import__("sqlalchemy").inspect(ledger.engine).get_table_names())
+
+
+def test_last_registered_is_the_latest_registration_of_the_date(ledger):
+    other_day = DAY + dt.timedelta(days=400)
+    assert ledger.last_registered(other_day) is None
+    before = dt.datetime.now(dt.UTC)
+    first = ledger.register([registration(9001, day=other_day)], actor="test").messages[0]
+    second = ledger.register([registration(9002, day=other_day)], actor="test").messages[0]
+    last = ledger.last_registered(other_day)
+    assert last.tzinfo is not None and before <= last <= dt.datetime.now(dt.UTC)
+    created = {m.id: m.created_at for m in ledger.messages([first.id, second.id])}
+    assert last == max(created.values()) == created[second.id]

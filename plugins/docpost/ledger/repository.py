@@ -831,6 +831,12 @@ class Ledger:
             ).all()
         return total, [dict(r._mapping) for r in rows]
 
+    def last_registered(self, submission_date: dt.date) -> dt.datetime | None:
+        """When the latest message of ``submission_date`` was registered (None: none yet)."""
+        with self._read() as conn:
+            return conn.execute(select(func.max(messages.c.created_at))
+                                .where(messages.c.submission_date == submission_date)).scalar_one()
+
     def known_submissions(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (source system, submission id) the ledger holds (one query per chunk)."""
         wanted = set(keys)
