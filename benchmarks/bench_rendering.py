@@ -43,7 +43,8 @@ def texts(submission: model.Submission) -> list[str]:
 
 def floor_font() -> str:
     """The floor's font: the same DejaVu Sans file as reportlab's own ``TTFont`` (docpost's fonts are
-    prepared once per process, see docpost.rendering.fonts; the floor is bare reportlab)."""
+    prepared once per process, see docpost.rendering.fonts, and neither becomes an alias of the other
+    although they share the face; the floor is bare reportlab)."""
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
 

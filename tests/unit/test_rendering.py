@@ -246,6 +246,46 @@ def test_a_changed_logo_file_is_read_again(tmp_path):
     assert first != second
 
 
+@pytest.mark.parametrize("other_first", [True, False])
+def test_prepared_fonts_stay_docposts_beside_other_dejavu_fonts(other_first, pdfs):
+    """reportlab's registerFont makes a second name for a face an alias of the first font: docpost's
+    prepared fonts must neither become aliases of another DejaVu Sans font (registered before them,
+    as the rendering benchmark's floor does) nor turn later ones into aliases of theirs."""
+    script = f"""
+import sys
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from docpost.rendering import render_letter
+from docpost.rendering.fonts import BOLD, FONT_DIR, REGULAR, PreparedTTFont
+from docpost_testbench import samples
+
+dejavu = str(FONT_DIR / "DejaVuSans.ttf")
+if {other_first!r}:
+    pdfmetrics.registerFont(TTFont("OtherSans", dejavu))
+pdf = render_letter(samples.company_letter(), samples.letterhead(), {REPLY!r}, "R-1", samples.CREATED)
+pdfmetrics.registerFont(TTFont("LaterSans", dejavu))
+assert all(isinstance(pdfmetrics.getFont(name), PreparedTTFont) for name in (REGULAR, BOLD))
+assert not isinstance(pdfmetrics.getFont("LaterSans"), PreparedTTFont)
+sys.stdout.buffer.write(pdf)
+"""
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True).stdout
+    assert fresh == pdfs["company"]
+
+
+def test_plain_paragraphs_get_the_fragments_reportlabs_parser_makes():
+    """Plain text skips reportlab's markup parser: its text and fragment must be the parser's."""
+    from reportlab.platypus import Paragraph
+
+    from docpost.rendering.fonts import register_fonts
+    from docpost.rendering.letter import _paragraph, _styles, markup
+
+    for style in _styles(*register_fonts()).values():
+        for text in ("Hej", "  to  mellemrum\tog tab ", "a\xa0b  c", "x\u2003y", "ÆØÅ “citat” – €", "Erdős", " "):
+            ours, theirs = _paragraph(markup(text), style), Paragraph(markup(text), style)
+            assert ours.text == theirs.text and ours.style is theirs.style
+            assert [f.__dict__ for f in ours.frags] == [f.__dict__ for f in theirs.frags], (style.name, text)
+
+
 def test_created_and_reference_change_the_bytes(pdfs):
     import datetime as dt
 

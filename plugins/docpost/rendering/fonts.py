@@ -124,14 +124,19 @@ class PreparedTTFont(TTFont):
 
 
 def register_fonts() -> tuple[str, str]:
-    """Register regular and bold (and the family mapping, so <b> never falls back to Helvetica)."""
+    """Register regular and bold (and the family mapping, so <b> never falls back to Helvetica).
+
+    Put in reportlab's table directly: ``registerFont`` makes a name an alias of any font already
+    registered for the same face (DejaVu Sans registered by other code in the process), which
+    would bypass these caches - and registered here, such later fonts would become aliases of these.
+    """
     global _registered
     if not _registered:
         from reportlab.lib.fonts import addMapping
         from reportlab.pdfbase import pdfmetrics
 
         for name, file in _FILES.items():
-            pdfmetrics.registerFont(PreparedTTFont(name, str(FONT_DIR / file)))
+            pdfmetrics._fonts[name] = PreparedTTFont(name, str(FONT_DIR / file))
         pdfmetrics.registerFontFamily(REGULAR, normal=REGULAR, bold=BOLD, italic=REGULAR, boldItalic=BOLD)
         for bold in (0, 1):
             for italic in (0, 1):

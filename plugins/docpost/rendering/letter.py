@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import re
-from functools import cached_property
+from functools import cache, cached_property
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -30,6 +30,9 @@ from reportlab.platypus import (
     TableStyle,
 )
 from reportlab.platypus import Paragraph as RLParagraph
+from reportlab.platypus.paragraph import cleanBlockQuotedText
+from reportlab.platypus.paraparser import ParaFrag
+from reportlab.rl_config import _FUZZ
 
 from docpost import model
 from docpost.rendering import pdfa
@@ -93,25 +96,53 @@ def address_lines(submission: model.Submission) -> list[str]:
     return [plain(line) for line in lines]
 
 
+class _Paragraph(RLParagraph):
+    """reportlab's ``Paragraph``, not broken into lines again for the width it was last broken for
+    (platypus wraps it again to place what it kept with a heading, to draw a list, on the next page)."""
+
+    def wrap(self, availWidth, availHeight):  # noqa: N803 (reportlab's names)
+        last = self.__dict__.get("_wrapped")
+        if last is not None and last[0] == availWidth and last[1] is self.__dict__.get("blPara"):
+            self.width, self.height = last[2]
+            return last[2]
+        size = super().wrap(availWidth, availHeight)
+        if availWidth >= _FUZZ:  # reportlab broke the lines (below that, it found no room at all)
+            self._wrapped = (availWidth, self.blPara, size)
+        return size
+
+
 _PARSED: dict[tuple[str, str], tuple[str, list]] = {}  # markup, style name -> cleaned text, fragments
 PARSED_KEPT = 20_000
 
 
-def _paragraph(text: str, style: ParagraphStyle) -> RLParagraph:
-    """``Paragraph(text, style)``, its markup parsed once per process (letters repeat their
-    standard paragraphs; reportlab reads the fragments and never changes them)."""
+@cache
+def _fragment(style: ParagraphStyle) -> ParaFrag:
+    """The one fragment reportlab's parser makes of a plain text in ``style`` (its text aside)."""
+    return RLParagraph("x", style).frags[0]
+
+
+def _paragraph(text: str, style: ParagraphStyle) -> _Paragraph:
+    """``Paragraph(text, style)``: plain text (no tag, no entity) as the style's one fragment without
+    reportlab's markup parser; other markup parsed once per process (letters repeat their signature).
+    reportlab reads the fragments and never changes them."""
+    if "<" not in text and "&" not in text:
+        cleaned = cleanBlockQuotedText(text)
+        if cleaned:
+            return _Paragraph(cleaned, style, frags=[_fragment(style).clone(text=cleaned)])
     key = (text, style.name)
     parsed = _PARSED.get(key)
     if parsed is None:
-        para = RLParagraph(text, style)
+        para = _Paragraph(text, style)
         if len(_PARSED) >= PARSED_KEPT:
             _PARSED.clear()
         _PARSED[key] = (para.text, para.frags)
         return para
-    return RLParagraph(parsed[0], style, frags=list(parsed[1]))
+    return _Paragraph(parsed[0], style, frags=list(parsed[1]))
 
 
+@cache
 def _styles(regular: str, bold: str) -> dict[str, ParagraphStyle]:
+    """The paragraph styles, made once per process (reportlab never changes a style it is given)."""
     base = ParagraphStyle(
         "body", fontName=regular, fontSize=BODY_SIZE, leading=BODY_LEADING, alignment=TA_LEFT,
         spaceAfter=6, splitLongWords=1, allowWidows=0, allowOrphans=0,
