@@ -5,14 +5,12 @@
 The receipts of the night are settled first by a real ``docpost_receipts`` run (the simulator's
 register makes some letters fail), then: log in, open docpost from Airflow's navigation, find a
 FAILED letter by its case number and read its timeline, open the night's tab on the
-``docpost_nightly`` run, and requeue the letter from there. Screenshots of each step go to a
-temporary folder; with ``DOCPOST_SCREENSHOTS=docs/screenshots`` to the README's (the suite never
-writes into the checkout on its own).
+``docpost_nightly`` run, and requeue the letter from there. Screenshots of each step go to
+docs/screenshots/ (shown in the README).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +22,7 @@ from docpost.ledger import Ledger, MessageState
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.integration, pytest.mark.timeout(1800)]
 
-ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -46,19 +44,11 @@ def settled(request, tmp_path_factory) -> tuple[Night, object]:
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    """Where the screenshots go: ``DOCPOST_SCREENSHOTS`` (relative to the checkout), else a temporary folder."""
-    chosen = os.environ.get("DOCPOST_SCREENSHOTS")
-    folder = ROOT / chosen if chosen else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def page(settled):
     from playwright.sync_api import sync_playwright
 
     night, _ = settled
+    SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
@@ -84,7 +74,7 @@ def docpost_frame(page):  # noqa: ANN001, ANN201
     return next(f for f in page.frames if "/docpost/" in f.url)
 
 
-def test_find_a_letter_by_case_number_from_the_nav_then_requeue_it_from_the_night_tab(settled, page, shots):
+def test_find_a_letter_by_case_number_from_the_nav_then_requeue_it_from_the_night_tab(settled, page):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=90_000)  # a loaded CI machine; Airflow's UI renders the frame late
@@ -103,7 +93,7 @@ def test_find_a_letter_by_case_number_from_the_nav_then_requeue_it_from_the_nigh
     expect(view.locator("dl.facts")).to_contain_text(letter.recipient_masked)
     expect(view.locator("dl.facts")).to_contain_text(letter.reason_code)
     no_personal_data(night, docpost_frame(page).content())
-    page.screenshot(path=str(shots / "letter-timeline.png"))
+    page.screenshot(path=str(SHOTS / "letter-timeline.png"))
 
     # the night's tab on the docpost_nightly run that handled it
     page.goto(f"{night.airflow.url}/dags/docpost_nightly/runs/{quote(night.run_id, safe='')}")
@@ -113,7 +103,7 @@ def test_find_a_letter_by_case_number_from_the_nav_then_requeue_it_from_the_nigh
     expect(tab.locator("figure.chart svg").first).to_be_visible()
     expect(tab.locator("#rejected")).to_be_visible()
     no_personal_data(night, docpost_frame(page).content())
-    page.screenshot(path=str(shots / "night-tab.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "night-tab.png"), full_page=True)
 
     # requeue the FAILED letter from the night's list, confirmed
     tab.locator("table.letters").first.get_by_role("link", name=letter.message_uuid).click()
@@ -122,7 +112,7 @@ def test_find_a_letter_by_case_number_from_the_nav_then_requeue_it_from_the_nigh
     tab.get_by_role("button", name="Confirm: requeue").click()
     expect(tab.get_by_role("status")).to_contain_text("requeued")
     expect(tab.locator("table.timeline")).to_contain_text("airflow-ui:admin")
-    page.screenshot(path=str(shots / "requeued.png"))
+    page.screenshot(path=str(SHOTS / "requeued.png"))
     with Ledger(night.ledger_url) as ledger:
         now = ledger.get(letter.message_uuid)
         event = ledger.history(now.id)[-1]
@@ -135,4 +125,4 @@ def test_find_a_letter_by_case_number_from_the_nav_then_requeue_it_from_the_nigh
     tab.get_by_role("button", name="Show").click()
     expect(tab.get_by_role("heading", level=1)).to_contain_text(NIGHTS[0].strftime("%Y-%m"))
     expect(tab.locator("table.counts")).to_contain_text("Borgerservice")
-    page.screenshot(path=str(shots / "departments.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "departments.png"), full_page=True)
